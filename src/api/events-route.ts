@@ -1,0 +1,57 @@
+/**
+ * GET /api/v1/events: Server-Sent Events of every change, as it happens. Each event is
+ * `id: N`, `event: TYPE`, `data: JSON`. A comment line every 15 s keeps proxies from closing an
+ * idle stream. A client whose unsent data exceeds `clientBufferBytes` is too slow and is
+ * disconnected rather than buffered without bound; it reconnects and re-reads the state.
+ */
+
+import type { FastifyPluginAsync } from 'fastify';
+import { ShoalError } from '../errors.ts';
+import type { EventBus } from '../events.ts';
+import type { Metrics } from '../metrics.ts';
+
+export interface EventRouteOptions {
+  events: EventBus;
+  metrics: Metrics;
+  maxClients: number;
+  clientBufferBytes: number;
+}
+
+const KEEPALIVE_MS = 15_000;
+
+export const eventRoutes: FastifyPluginAsync<EventRouteOptions> = async (app, options) => {
+  let clients = 0;
+  app.get('/events', async (request, reply) => {
+    if (clients >= options.maxClients) {
+      throw new ShoalError(
+        'SHOAL_TOO_MANY_CLIENTS',
+        `at most ${options.maxClients} event-stream clients at once`,
+      );
+    }
+    clients++;
+    options.metrics.eventClients.inc();
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write(': shoal event stream\n\n');
+    const unsubscribe = options.events.subscribe((event) => {
+      if (res.writableLength > options.clientBufferBytes) {
+        res.destroy();
+        return;
+      }
+      res.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    });
+    const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+    request.raw.on('close', () => {
+      clearInterval(keepalive);
+      unsubscribe();
+      clients--;
+      options.metrics.eventClients.dec();
+    });
+  });
+};

@@ -1,0 +1,47 @@
+/** Schemas of the API's bodies and answers: validation, fast serialisation and (later) OpenAPI. */
+
+import Type from 'typebox';
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String() }),
+});
+
+export const Health = Type.Object({
+  status: Type.Literal('ok'),
+  id: Type.String(),
+  name: Type.String(),
+  version: Type.String(),
+  uptimeS: Type.Number(),
+});
+
+export const Server = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  port: Type.Integer(),
+  model: Type.String(),
+  version: Type.String(),
+  os: Type.String(),
+  platform: Type.String(),
+  settings: Type.Record(Type.String(), Type.Unknown()),
+});
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const Peer = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  address: Nullable(Type.String()),
+  port: Nullable(Type.Integer()),
+  model: Type.String(),
+  version: Type.String(),
+  os: Type.String(),
+  platform: Type.String(),
+  settings: Type.Record(Type.String(), Type.Unknown()),
+  state: Type.Union([Type.Literal('connected'), Type.Literal('connecting'), Type.Literal('disconnected')]),
+  rttMs: Nullable(Type.Number()),
+  lastSeen: Nullable(Type.String()),
+  since: Type.String(),
+  route: Nullable(Type.String()),
+});
+
+export const Peers = Type.Object({ peers: Type.Array(Peer) });

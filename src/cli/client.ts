@@ -1,0 +1,72 @@
+/** The CLI's HTTP client of a running peer: finds the API key and turns failures into ShoalErrors. */
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ERRORS, type ErrorCode, ShoalError } from '../errors.ts';
+
+export interface ClientOptions {
+  url?: string;
+  apiKey?: string;
+  data?: string;
+}
+
+export const DEFAULT_URL = 'http://127.0.0.1:7420';
+
+export class ApiClient {
+  readonly url: string;
+  readonly #key: string | undefined;
+
+  constructor(options: ClientOptions, env: Record<string, string | undefined> = process.env) {
+    this.url = (options.url ?? env.SHOAL_URL ?? DEFAULT_URL).replace(/\/+$/, '');
+    this.#key =
+      options.apiKey ?? env.SHOAL_API_KEY ?? readKey(options.data ?? env.SHOAL_DATA ?? './shoal-data');
+  }
+
+  async get<T>(path: string): Promise<T> {
+    return this.request<T>('GET', path);
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let response: Response;
+    try {
+      response = await fetch(this.url + path, {
+        method,
+        headers: {
+          ...(this.#key ? { authorization: `Bearer ${this.#key}` } : {}),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      throw new ShoalError(
+        'SHOAL_UNREACHABLE',
+        `cannot reach ${this.url} (${cause}); is the peer running? (--url)`,
+      );
+    }
+    const text = await response.text();
+    const json = text ? safeJson(text) : undefined;
+    if (!response.ok) {
+      const error = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
+      const code = error?.code && error.code in ERRORS ? (error.code as ErrorCode) : 'SHOAL_INTERNAL';
+      throw new ShoalError(code, error?.message ?? `${method} ${path} answered ${response.status}`);
+    }
+    return json as T;
+  }
+}
+
+function readKey(dataDir: string): string | undefined {
+  try {
+    return readFileSync(join(dataDir, 'admin.key'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+/**
+ * The `shoal` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config, with a
+ * one-line message naming the flag or field and what is wrong.
+ */
+
+import { Command, CommanderError, Option } from 'commander';
+import { type Config, DEFAULTS, parseSetting } from '../config.ts';
+import { isShoalError, ShoalError } from '../errors.ts';
+import { VERSION } from '../version.ts';
+import { demo } from './demo.ts';
+import { init } from './init.ts';
+import { peers } from './peers.ts';
+import { start } from './start.ts';
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+function clientOptions(command: Command): Command {
+  return command
+    .option('--url <url>', 'URL of a running peer (default http://127.0.0.1:7420, or SHOAL_URL)')
+    .option('--api-key <key>', 'API key (default SHOAL_API_KEY, else <data>/admin.key)')
+    .option('--data <dir>', 'data directory to read the admin key from (default SHOAL_DATA or ./shoal-data)')
+    .option('--json', 'print JSON for scripts');
+}
+
+export function program(): Command {
+  const cli = new Command('shoal')
+    .description('A self-organizing, self-healing mesh of home-automation and lab servers')
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  cli
+    .command('init')
+    .description(
+      'make the data directory and a strong cluster secret, and print how to start servers with it',
+    )
+    .option('--data <dir>', 'data directory', process.env.SHOAL_DATA ?? DEFAULTS.dataDir)
+    .action((opts: { data: string }) => init(opts));
+
+  cli
+    .command('start')
+    .description('run a peer in the foreground until Ctrl-C, then leave the mesh gracefully')
+    .option('--config <file>', 'JSON or YAML config file (flags > env > file > defaults)')
+    .option('--port <port>', 'HTTP + WebSocket port (default 7420)')
+    .option('--host <address>', 'bind address (default 0.0.0.0)')
+    .option('--beacon-port <port>', 'UDP beacon port (default 7421)')
+    .option('--beacon-target <address>', 'send beacons here instead of the defaults (repeatable)', collect)
+    .option('--data <dir>', 'data directory (default ./shoal-data)')
+    .option('--secret <secret>', 'cluster secret (see shoal init)')
+    .option('--secret-file <file>', 'file holding the cluster secret')
+    .option('--peer <host:port>', 'a server beacons cannot reach (repeatable)', collect)
+    .option('--name <name>', 'display name (default the hostname)')
+    .addOption(
+      new Option('--log-level <level>', 'log level (default info)').choices([
+        'fatal',
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+        'silent',
+      ]),
+    )
+    .action(async (opts: Record<string, string | string[] | undefined>) => {
+      const flags: Partial<Record<keyof Config, unknown>> = {
+        port: textFlag(opts.port, 'port', '--port'),
+        host: opts.host,
+        beaconPort: textFlag(opts.beaconPort, 'beaconPort', '--beacon-port'),
+        beaconTargets: opts.beaconTarget,
+        dataDir: opts.data,
+        secret: opts.secret,
+        secretFile: opts.secretFile,
+        peers: opts.peer,
+        name: opts.name,
+        logLevel: opts.logLevel,
+      };
+      const file = typeof opts.config === 'string' ? opts.config : process.env.SHOAL_CONFIG;
+      await start({ flags, env: process.env, ...(file ? { file } : {}) });
+    });
+
+  cli
+    .command('demo')
+    .description('start a mesh of N peers on this machine (loopback only) and print their URLs')
+    .option('--peers <n>', 'how many peers', '3')
+    .option('--port <port>', 'port of the first peer; the others take the next ones (0: any free)', '7420')
+    .option('--beacon-port <port>', 'UDP beacon port', String(DEFAULTS.beaconPort))
+    .option('--log-level <level>', 'log level of the peers', 'warn')
+    .action(async (opts: { peers: string; port: string; beaconPort: string; logLevel: string }) => {
+      await demo({
+        peers: wholeNumber(opts.peers, '--peers'),
+        port: wholeNumber(opts.port, '--port'),
+        beaconPort: wholeNumber(opts.beaconPort, '--beacon-port'),
+        logLevel: opts.logLevel,
+      });
+    });
+
+  clientOptions(cli.command('peers').description('list every peer a running server knows')).action(
+    async (opts: { url?: string; apiKey?: string; data?: string; json?: boolean }) => {
+      await peers(opts);
+    },
+  );
+
+  return cli;
+}
+
+function textFlag(value: unknown, field: keyof Config, flag: string): unknown {
+  return typeof value === 'string' ? parseSetting(field, value, flag) : undefined;
+}
+
+function wholeNumber(value: string, flag: string): number {
+  if (!/^\d+$/.test(value))
+    throw new ShoalError('SHOAL_BAD_USAGE', `${flag}: "${value}" is not a whole number`);
+  return Number(value);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const ok =
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help';
+      process.exit(ok ? 0 : 2);
+    }
+    if (isShoalError(err)) {
+      process.stderr.write(`shoal: ${err.code}: ${err.message}\n`);
+      process.exit(err.exitCode);
+    }
+    process.stderr.write(`shoal: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,317 @@
+/**
+ * The one configuration object of a shoal peer: every setting, its unit, its default and what it
+ * costs to change it. Settings come from command-line flags, then SHOAL_* environment variables,
+ * then a JSON or YAML config file, then DEFAULTS, in that order of precedence. Unknown keys and
+ * out-of-range values are refused at start with the field named (SHOAL_BAD_CONFIG).
+ */
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import Type, { type Static } from 'typebox';
+import Compile from 'typebox/compile';
+import { parse as parseYaml } from 'yaml';
+import { ShoalError } from './errors.ts';
+
+const LogLevel = Type.Union([
+  Type.Literal('fatal'),
+  Type.Literal('error'),
+  Type.Literal('warn'),
+  Type.Literal('info'),
+  Type.Literal('debug'),
+  Type.Literal('trace'),
+  Type.Literal('silent'),
+]);
+const Port = Type.Integer({ minimum: 0, maximum: 65535 });
+const Ms = (min: number) => Type.Integer({ minimum: min, maximum: 7 * 24 * 3600 * 1000 });
+const Fraction = Type.Number({ minimum: 0, maximum: 1 });
+
+export const ConfigSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 64 }),
+    host: Type.String({ minLength: 1 }),
+    port: Port,
+    beaconPort: Type.Integer({ minimum: 1, maximum: 65535 }),
+    beaconTargets: Type.Array(Type.String({ minLength: 1 })),
+    dataDir: Type.String({ minLength: 1 }),
+    secret: Type.String(),
+    secretFile: Type.String(),
+    peers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$' })),
+    logLevel: LogLevel,
+    beaconIntervalMs: Ms(50),
+    beaconJitter: Fraction,
+    beaconClockWindowMs: Ms(1000),
+    beaconRatePerSecond: Type.Number({ minimum: 0.1, maximum: 10000 }),
+    beaconBurst: Type.Integer({ minimum: 1, maximum: 10000 }),
+    replayCacheSize: Type.Integer({ minimum: 16, maximum: 1_000_000 }),
+    multicast: Type.Boolean(),
+    heartbeatIntervalMs: Ms(10),
+    failureTimeoutMs: Ms(30),
+    handshakeTimeoutMs: Ms(100),
+    dialGraceMs: Ms(0),
+    reconnectBaseMs: Ms(1),
+    reconnectMaxMs: Ms(1),
+    reconnectJitter: Fraction,
+    peerTtlMs: Ms(1000),
+    gossipDial: Type.Boolean(),
+    maxFrameBytes: Type.Integer({ minimum: 4096, maximum: 256 * 1024 * 1024 }),
+    maxPendingHandshakes: Type.Integer({ minimum: 1, maximum: 10000 }),
+    linkSendBufferBytes: Type.Integer({ minimum: 65536, maximum: 1024 * 1024 * 1024 }),
+    maxEventClients: Type.Integer({ minimum: 1, maximum: 100000 }),
+    eventClientBufferBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024 }),
+    maxBodyBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024 }),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+
+/**
+ * The defaults, tuned for a home or lab LAN of up to a few dozen servers on Wi-Fi or Ethernet.
+ * Each line says what the setting does and what moving it costs.
+ */
+export const DEFAULTS: Config = {
+  /** Display name shown to people; never used to tell peers apart (the id does that). */
+  name: hostname(),
+  /** Address the HTTP API, dashboard and peer links listen on. A loopback address keeps the peer
+   * on this machine: beacons then go only to 127.255.255.255. */
+  host: '0.0.0.0',
+  /** TCP port of the HTTP API, the dashboard and peer links (WebSocket at /mesh/v1). 0 picks a
+   * free port, which the peer then advertises. */
+  port: 7420,
+  /** UDP port beacons are sent to and heard on. Every peer of a LAN must use the same one; the
+   * socket is opened with address reuse so several peers on one host all hear each other. */
+  beaconPort: 7421,
+  /** Where beacons are sent. Empty: the subnet broadcast address of every up, non-loopback IPv4
+   * interface plus the multicast group 239.255.74.20 (TTL 1), or only 127.255.255.255 when
+   * `host` is a loopback address or no other interface is up. Given: exactly these addresses. */
+  beaconTargets: [],
+  /** Where the peer keeps its identity, admin key and (later) its data. */
+  dataDir: './shoal-data',
+  /** The cluster secret. Peers trust each other only through it; it never crosses the wire.
+   * Empty: read `secretFile`, then `<dataDir>/secret` (written by `shoal init`). */
+  secret: '',
+  /** A file holding the cluster secret (surrounding white space is ignored). */
+  secretFile: '',
+  /** Servers beacons cannot reach (other subnets, VLANs, containers), as HOST:PORT. Dialled at
+   * start and redialled with backoff for as long as the peer runs. One is enough to join: the
+   * mesh tells the peer about all the others. */
+  peers: [],
+  /** pino log level. */
+  logLevel: 'info',
+
+  /** Milliseconds between beacons. A peer also beacons at start and answers unknown senders at
+   * once, so this bounds how long a missed start beacon delays discovery. Lower costs one small
+   * datagram per interface per interval. */
+  beaconIntervalMs: 2000,
+  /** Each interval is shortened or lengthened by up to this fraction at random, so peers started
+   * together do not beacon in lock step. */
+  beaconJitter: 0.25,
+  /** A beacon whose timestamp is further than this from local time is refused (reason "clock").
+   * It bounds how long a captured beacon could be replayed; the replay cache covers the window.
+   * Servers' clocks must agree within it (NTP does that easily). */
+  beaconClockWindowMs: 60_000,
+  /** Beacons accepted per second from one source address, with `beaconBurst`; the rest are
+   * dropped (reason "rate") before any cryptography is done on them. */
+  beaconRatePerSecond: 20,
+  /** Token-bucket burst for `beaconRatePerSecond`. */
+  beaconBurst: 40,
+  /** How many recently seen beacon nonces are remembered to refuse replays (reason "replay").
+   * Must exceed the beacons a whole mesh sends within `beaconClockWindowMs` (25 peers at one
+   * beacon per 2 s for 60 s is 750). */
+  replayCacheSize: 8192,
+  /** Also join and beacon to the multicast group when `beaconTargets` is empty. */
+  multicast: true,
+
+  /** Milliseconds between heartbeats on each link; each carries a timestamp for the RTT. Costs
+   * two small frames per interval per link. */
+  heartbeatIntervalMs: 500,
+  /** A link on which nothing arrived for this long is declared dead and the peer disconnected.
+   * Lower detects an unplugged server sooner but risks flapping on a congested Wi-Fi; keep it at
+   * least three heartbeat intervals. A peer that shuts down cleanly is marked at once anyway. */
+  failureTimeoutMs: 2000,
+  /** A link that has not completed the mutual challenge-response within this is closed. */
+  handshakeTimeoutMs: 5000,
+  /** When two peers learn of each other at once, the one with the lower id dials at once and the
+   * other waits this long for that link before dialling itself. */
+  dialGraceMs: 1000,
+  /** First reconnect delay after a link is lost; it doubles per failed attempt. */
+  reconnectBaseMs: 250,
+  /** Upper bound of the reconnect delay. A beacon from the lost peer triggers a dial at once
+   * regardless, so this only matters for peers known by static address or gossip. */
+  reconnectMaxMs: 15_000,
+  /** Each reconnect delay is varied by up to this fraction at random, so a mesh that lost a switch
+   * does not redial in lock step. */
+  reconnectJitter: 0.3,
+  /** A peer that has been disconnected this long is forgotten (static peers never are). */
+  peerTtlMs: 24 * 3600 * 1000,
+  /** Dial peers learned through other peers (membership gossip), making a full mesh where the
+   * network allows it. Off: only beacons and static peers are dialled, and the rest is reached
+   * through relays. */
+  gossipDial: true,
+
+  /** Largest WebSocket message accepted on a peer link or client stream, in bytes. Larger ones
+   * close the link (reason "too_large"). */
+  maxFrameBytes: 4 * 1024 * 1024,
+  /** Inbound links that may be in their handshake at once; more are refused at once. */
+  maxPendingHandshakes: 64,
+  /** Bytes queued for sending on one link beyond which the link is considered congested and
+   * senders are held back (backpressure). */
+  linkSendBufferBytes: 8 * 1024 * 1024,
+  /** Clients of the event streams (SSE and WebSocket) at once; more get 503. */
+  maxEventClients: 256,
+  /** Bytes queued for one event-stream client beyond which the client is too slow and is
+   * disconnected (it reconnects and catches up) rather than buffering without bound. */
+  eventClientBufferBytes: 4 * 1024 * 1024,
+  /** Largest HTTP request body accepted, in bytes (413 above it). */
+  maxBodyBytes: 1024 * 1024,
+};
+
+/** Shorter timings for tests and benchmarks on loopback; everything else stays at DEFAULTS. */
+export function testDefaults(): Partial<Config> {
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    beaconTargets: ['127.255.255.255'],
+    beaconIntervalMs: 500,
+    heartbeatIntervalMs: 100,
+    failureTimeoutMs: 600,
+    dialGraceMs: 200,
+    reconnectBaseMs: 50,
+    reconnectMaxMs: 1000,
+    handshakeTimeoutMs: 2000,
+    logLevel: 'warn',
+  };
+}
+
+const checkConfig = Compile(ConfigSchema);
+
+/** Environment variables read by `loadConfig`, and the field each sets. */
+export const ENV_VARS = {
+  SHOAL_NAME: 'name',
+  SHOAL_HOST: 'host',
+  SHOAL_PORT: 'port',
+  SHOAL_BEACON_PORT: 'beaconPort',
+  SHOAL_BEACON_TARGETS: 'beaconTargets',
+  SHOAL_DATA: 'dataDir',
+  SHOAL_SECRET: 'secret',
+  SHOAL_SECRET_FILE: 'secretFile',
+  SHOAL_PEERS: 'peers',
+  SHOAL_LOG_LEVEL: 'logLevel',
+} as const satisfies Record<string, keyof Config>;
+
+export interface ConfigSources {
+  /** Values from command-line flags, already named as Config fields. */
+  flags?: Partial<Record<keyof Config, unknown>>;
+  /** The process environment. */
+  env?: Record<string, string | undefined>;
+  /** A JSON or YAML config file (flag `--config`). */
+  file?: string;
+}
+
+/** Builds and validates the Config from its sources: flags > env > file > defaults. */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const fromFile = sources.file ? readConfigFile(sources.file) : {};
+  const fromEnv = envToConfig(sources.env ?? {});
+  const fromFlags = Object.fromEntries(
+    Object.entries(sources.flags ?? {}).filter(([, v]) => v !== undefined),
+  );
+  const merged: Record<string, unknown> = { ...DEFAULTS, ...fromFile, ...fromEnv, ...fromFlags };
+  return validateConfig(merged);
+}
+
+/** Checks a whole config object, naming the first field that is wrong. */
+export function validateConfig(value: Record<string, unknown>): Config {
+  if (!checkConfig.Check(value)) {
+    const [first] = checkConfig.Errors(value);
+    const field = first ? fieldOf(first.instancePath, first.params) : 'config';
+    const message = first?.message ?? 'is invalid';
+    throw new ShoalError('SHOAL_BAD_CONFIG', `config field "${field}": ${message}`);
+  }
+  const config = value as Config;
+  if (config.failureTimeoutMs < 2 * config.heartbeatIntervalMs) {
+    throw new ShoalError(
+      'SHOAL_BAD_CONFIG',
+      'config field "failureTimeoutMs": must be at least twice heartbeatIntervalMs',
+    );
+  }
+  if (config.reconnectMaxMs < config.reconnectBaseMs) {
+    throw new ShoalError(
+      'SHOAL_BAD_CONFIG',
+      'config field "reconnectMaxMs": must not be below reconnectBaseMs',
+    );
+  }
+  return config;
+}
+
+function fieldOf(instancePath: string, params: object): string {
+  const path = instancePath.replace(/^\//, '').replaceAll('/', '.');
+  if ('additionalProperties' in params) {
+    const extra = (params as { additionalProperties: string[] }).additionalProperties;
+    return `${[path, extra[0]].filter(Boolean).join('.')} (unknown setting)`;
+  }
+  if ('requiredProperties' in params) {
+    const missing = (params as { requiredProperties: string[] }).requiredProperties;
+    return [path, missing[0]].filter(Boolean).join('.');
+  }
+  return path || 'config';
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ShoalError('SHOAL_BAD_CONFIG', `config file ${file}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ShoalError('SHOAL_BAD_CONFIG', `config file ${file}: ${(err as Error).message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ShoalError('SHOAL_BAD_CONFIG', `config file ${file}: must hold an object of settings`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+const LIST_FIELDS = new Set<keyof Config>(['beaconTargets', 'peers']);
+const INT_FIELDS = new Set<keyof Config>(['port', 'beaconPort']);
+
+function envToConfig(env: Record<string, string | undefined>): Partial<Record<keyof Config, unknown>> {
+  const out: Partial<Record<keyof Config, unknown>> = {};
+  for (const [variable, field] of Object.entries(ENV_VARS) as [string, keyof Config][]) {
+    const raw = env[variable];
+    if (raw === undefined || raw === '') continue;
+    out[field] = parseSetting(field, raw, variable);
+  }
+  return out;
+}
+
+/** Parses one setting given as text (a flag or an environment variable). */
+export function parseSetting(field: keyof Config, raw: string, source: string): unknown {
+  if (LIST_FIELDS.has(field)) {
+    return raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  }
+  if (INT_FIELDS.has(field)) {
+    if (!/^\d+$/.test(raw.trim())) {
+      throw new ShoalError('SHOAL_BAD_CONFIG', `${source}: "${raw}" is not a port number`);
+    }
+    return Number(raw);
+  }
+  return raw;
+}
+
+/** Splits "HOST:PORT" (or "[v6]:PORT") into its parts. */
+export function parseHostPort(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new ShoalError('SHOAL_BAD_CONFIG', `peer "${value}": must be HOST:PORT`);
+  }
+  return { host: (m[1] ?? m[2]) as string, port };
+}

@@ -1,0 +1,33 @@
+/**
+ * The event bus behind GET /api/v1/events (SSE) and the /api/v1/stream WebSocket. Every event
+ * carries an increasing id. Events are delivered to every subscriber, each one: nothing is
+ * coalesced or dropped here; a subscriber too slow to keep up is disconnected by its stream
+ * (see Config.eventClientBufferBytes) and catches up by reading the current state.
+ */
+
+import type { PeerView } from './mesh/peer-table.ts';
+
+/** Event types. ONLY APPEND TO THIS LIST. */
+export type ShoalEvent = { id: number; at: string } & { type: 'peer'; peer: PeerView };
+
+type EventBody = ShoalEvent extends infer E ? (E extends ShoalEvent ? Omit<E, 'id' | 'at'> : never) : never;
+
+export class EventBus {
+  readonly #subscribers = new Set<(event: ShoalEvent) => void>();
+  #nextId = 1;
+
+  publish(body: EventBody): void {
+    const event = { ...body, id: this.#nextId++, at: new Date().toISOString() } as ShoalEvent;
+    for (const subscriber of this.#subscribers) subscriber(event);
+  }
+
+  /** Calls `subscriber` with every event from now on; returns the unsubscribe function. */
+  subscribe(subscriber: (event: ShoalEvent) => void): () => void {
+    this.#subscribers.add(subscriber);
+    return () => this.#subscribers.delete(subscriber);
+  }
+
+  get size(): number {
+    return this.#subscribers.size;
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Who this server is. The id is made once and kept in `<data>/identity.json`, so it survives
+ * restarts and renames; the generation goes up by one at every start, so other peers can tell a
+ * restarted peer from a stale link to its previous run at once. Metadata is what the API and the
+ * mesh show of the server.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { arch, platform as osPlatform, type as osType, release } from 'node:os';
+import { join } from 'node:path';
+import { ShoalError } from './errors.ts';
+import { isId, newId } from './ids.ts';
+import { VERSION } from './version.ts';
+
+export interface Identity {
+  id: string;
+  generation: number;
+}
+
+export interface ServerMetadata {
+  id: string;
+  name: string;
+  port: number;
+  model: string;
+  version: string;
+  os: string;
+  platform: string;
+  settings: Record<string, unknown>;
+}
+
+/** Makes the data directory if needed; fails with SHOAL_DATA_DIR naming the problem. */
+export function ensureDataDir(dataDir: string): void {
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new ShoalError('SHOAL_DATA_DIR', `data directory ${dataDir}: ${(err as Error).message}`);
+  }
+}
+
+/** Loads the identity, makes it on first start, and records this start as a new generation. */
+export function startIdentity(dataDir: string): Identity {
+  ensureDataDir(dataDir);
+  const file = join(dataDir, 'identity.json');
+  let identity: Identity = { id: newId(), generation: 0 };
+  let text: string | undefined;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new ShoalError('SHOAL_DATA_DIR', `${file}: ${(err as Error).message}`);
+    }
+  }
+  if (text !== undefined) {
+    const parsed = safeParse(text);
+    if (!parsed || !isId(parsed.id) || !Number.isInteger(parsed.generation)) {
+      throw new ShoalError('SHOAL_DATA_DIR', `${file} is damaged: it must hold {"id", "generation"}`);
+    }
+    identity = { id: parsed.id, generation: parsed.generation as number };
+  }
+  identity = { id: identity.id, generation: (identity.generation + 1) >>> 0 };
+  writeFileDurably(file, `${JSON.stringify(identity)}\n`);
+  return identity;
+}
+
+/** The admin API key: read from `<data>/admin.key`, or made there (mode 0600) on first start. */
+export function adminKey(dataDir: string): { key: string; created: boolean } {
+  const file = join(dataDir, 'admin.key');
+  try {
+    const key = readFileSync(file, 'utf8').trim();
+    if (key) return { key, created: false };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new ShoalError('SHOAL_DATA_DIR', `${file}: ${(err as Error).message}`);
+    }
+  }
+  const key = `shoal_${randomBytes(24).toString('base64url')}`;
+  writeFileDurably(file, `${key}\n`, 0o600);
+  return { key, created: true };
+}
+
+/** Writes a file so that a crash leaves either the old or the new content, never a torn one. */
+export function writeFileDurably(file: string, content: string, mode = 0o644): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, content, { mode });
+    const fd = openSync(tmp, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, file);
+  } catch (err) {
+    throw new ShoalError('SHOAL_DATA_DIR', `${file}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The hardware model: the device tree's model on a Raspberry Pi and other boards, else the DMI
+ * product name on a PC, else "unknown".
+ */
+export function hardwareModel(read: (path: string) => string = (p) => readFileSync(p, 'utf8')): string {
+  for (const path of [
+    '/proc/device-tree/model',
+    '/sys/firmware/devicetree/base/model',
+    '/sys/class/dmi/id/product_name',
+  ]) {
+    try {
+      const model = read(path).replaceAll('\0', '').trim();
+      if (model) return model;
+    } catch {
+      // Not on this kind of machine: try the next source.
+    }
+  }
+  return 'unknown';
+}
+
+/** LINUX, WINDOWS, MAC, or the Node platform name in capitals. */
+export function platformName(p: NodeJS.Platform = osPlatform()): string {
+  return (
+    ({ linux: 'LINUX', win32: 'WINDOWS', darwin: 'MAC' } as Record<string, string>)[p] ?? p.toUpperCase()
+  );
+}
+
+export function osDescription(): string {
+  return `${osType()} ${release()} (${arch()})`;
+}
+
+function safeParse(text: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export { VERSION };

@@ -1,0 +1,78 @@
+/**
+ * Messages inside sealed link frames: one JSON object per frame, its type in `t`.
+ * ONLY APPEND TO THE LIST OF TYPES. A receiver ignores fields it does not know and counts (and
+ * drops) messages of a type it does not know, so a newer peer can talk to an older one.
+ */
+
+import Type, { type Static } from 'typebox';
+import Compile from 'typebox/compile';
+
+const Id = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
+
+/**
+ * What a peer says about itself, flooded through the mesh (membership gossip): its metadata, the
+ * addresses it can be dialled at, and the peers it is directly linked to (for routes). Only the
+ * peer itself issues its record; a newer one has a higher (generation, seq).
+ */
+export const PeerRecord = Type.Object({
+  id: Id,
+  generation: Type.Integer({ minimum: 0, maximum: 0xffffffff }),
+  seq: Type.Integer({ minimum: 0 }),
+  name: Type.String({ maxLength: 256 }),
+  addresses: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 32 }),
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  model: Type.String({ maxLength: 256 }),
+  version: Type.String({ maxLength: 64 }),
+  os: Type.String({ maxLength: 256 }),
+  platform: Type.String({ maxLength: 32 }),
+  settings: Type.Record(Type.String(), Type.Unknown()),
+  links: Type.Array(Id, { maxItems: 4096 }),
+  left: Type.Optional(Type.Boolean()),
+});
+export type PeerRecord = Static<typeof PeerRecord>;
+
+const Ping = Type.Object({ t: Type.Literal('ping'), ts: Type.Number() });
+const Pong = Type.Object({ t: Type.Literal('pong'), ts: Type.Number() });
+const Records = Type.Object({
+  t: Type.Literal('records'),
+  records: Type.Array(PeerRecord, { maxItems: 4096 }),
+});
+const Bye = Type.Object({ t: Type.Literal('bye'), record: PeerRecord });
+
+export type LinkMessage =
+  | Static<typeof Ping>
+  | Static<typeof Pong>
+  | Static<typeof Records>
+  | Static<typeof Bye>;
+
+const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
+  ['ping', Compile(Ping)],
+  ['pong', Compile(Pong)],
+  ['records', Compile(Records)],
+  ['bye', Compile(Bye)],
+]);
+
+export type MessageRejection = 'malformed' | 'unknown_type' | 'invalid';
+
+/** Parses and validates one decrypted frame. Never throws. */
+export function parseMessage(
+  plaintext: Buffer,
+): { ok: true; message: LinkMessage } | { ok: false; reason: MessageRejection } {
+  let value: unknown;
+  try {
+    value = JSON.parse(plaintext.toString('utf8'));
+  } catch {
+    return { ok: false, reason: 'malformed' };
+  }
+  if (typeof value !== 'object' || value === null || typeof (value as { t?: unknown }).t !== 'string') {
+    return { ok: false, reason: 'malformed' };
+  }
+  const check = CHECKS.get((value as { t: string }).t);
+  if (!check) return { ok: false, reason: 'unknown_type' };
+  if (!check.Check(value)) return { ok: false, reason: 'invalid' };
+  return { ok: true, message: value as LinkMessage };
+}
+
+export function encodeMessage(message: LinkMessage): Buffer {
+  return Buffer.from(JSON.stringify(message), 'utf8');
+}

@@ -1,0 +1,305 @@
+/**
+ * The mesh: joins discovery, links and the peer table. It dials what the table says is due,
+ * accepts inbound links, settles duplicate links, floods membership records, and leaves
+ * gracefully.
+ *
+ * Membership gossip: every peer issues a PeerRecord about itself (metadata, addresses, direct
+ * links), with a new seq whenever its links change and a new generation at every start. A new link
+ * starts with both sides sending every record they know; after that a record that is newer than
+ * the one held is passed on to every other link, so records flood the connected mesh. Routes to
+ * peers not directly linked come from the flooded links (routes.ts).
+ *
+ * Duplicate links: when two links to one peer are up, both sides keep the same one: the link to
+ * the newer generation of the peer; else the one dialled by the lower id; else the newer link.
+ */
+
+import { WebSocket } from 'ws';
+import type { Cancel, Clock, Random } from '../clock.ts';
+import type { ClusterKeys } from '../crypto.ts';
+import type { HeardBeacon } from '../discovery/discovery.ts';
+import type { Identity, ServerMetadata } from '../identity.ts';
+import { type CloseReason, Link, type LinkOptions } from '../link/link.ts';
+import type { LinkMessage, PeerRecord } from '../link/messages.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import { type DialPlan, PeerTable, type PeerTableOptions, type PeerView } from './peer-table.ts';
+
+export interface MeshDeps {
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  metrics: Metrics;
+  keys: ClusterKeys;
+  identity: Identity;
+  /** This server's metadata (read when its record is issued). */
+  metadata: () => ServerMetadata;
+  /** Addresses other peers can dial this one at. */
+  addresses: () => string[];
+}
+
+export interface MeshOptions extends LinkOptions, Omit<PeerTableOptions, 'staticPeers'> {
+  staticPeers: { host: string; port: number }[];
+  maxFrameBytes: number;
+  maxPendingHandshakes: number;
+}
+
+/** How often the mesh wakes to expire peers even when nothing else happens. */
+const HOUSEKEEPING_MS = 1000;
+
+export class Mesh {
+  readonly table: PeerTable;
+  readonly #deps: MeshDeps;
+  readonly #options: MeshOptions;
+  /** Every link, from its first byte to its close. */
+  readonly #links = new Set<Link>();
+  /** The link in use to each directly linked peer. */
+  readonly #direct = new Map<string, Link>();
+  /** Dials under way: the socket and the table key it was planned for. */
+  readonly #dials = new Map<WebSocket | Link, string>();
+  #seq = 0;
+  #left = false;
+  #running = false;
+  #wake: Cancel | undefined;
+  #housekeeping: Cancel | undefined;
+
+  constructor(deps: MeshDeps, options: MeshOptions) {
+    this.#deps = deps;
+    this.#options = options;
+    this.table = new PeerTable({ clock: deps.clock, random: deps.random, selfId: deps.identity.id }, options);
+    deps.metrics.gauge('shoal_peers', 'Known peers by state.', ['state'], () => {
+      const counts = { connected: 0, connecting: 0, disconnected: 0 };
+      for (const peer of this.table.views()) counts[peer.state]++;
+      return Object.entries(counts).map(([state, n]) => [{ state }, n]);
+    });
+    deps.metrics.gauge(
+      'shoal_link_rtt_ms',
+      'Heartbeat round-trip time of each direct link, ms.',
+      ['peer'],
+      () =>
+        [...this.#direct].flatMap(([peer, link]) =>
+          link.rttMs === undefined ? [] : [[{ peer }, link.rttMs]],
+        ),
+    );
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    const tick = (): void => {
+      this.table.expire();
+      this.#pump();
+      this.#housekeeping = this.#deps.clock.setTimer(tick, HOUSEKEEPING_MS);
+    };
+    tick();
+  }
+
+  /** Leaves the mesh: tells every linked peer (bye with a final record), then closes all links. */
+  stop(): void {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#left = true;
+    this.#seq++;
+    this.#wake?.();
+    this.#housekeeping?.();
+    const record = this.ownRecord();
+    for (const link of this.#direct.values()) link.send({ t: 'bye', record });
+    for (const link of [...this.#links]) link.close(link.isUp ? 'bye' : 'stopping');
+    for (const socket of this.#dials.keys()) if (socket instanceof WebSocket) socket.terminate();
+  }
+
+  peers(): PeerView[] {
+    return this.table.views();
+  }
+
+  /** This peer's own membership record. */
+  ownRecord(): PeerRecord {
+    const meta = this.#deps.metadata();
+    return {
+      id: this.#deps.identity.id,
+      generation: this.#deps.identity.generation,
+      seq: this.#seq,
+      name: meta.name,
+      addresses: this.#deps.addresses(),
+      port: meta.port,
+      model: meta.model,
+      version: meta.version,
+      os: meta.os,
+      platform: meta.platform,
+      settings: meta.settings,
+      links: [...this.#direct.keys()].sort(),
+      ...(this.#left ? { left: true } : {}),
+    };
+  }
+
+  /** A beacon from another peer of the cluster. */
+  heardBeacon(beacon: HeardBeacon): void {
+    if (!this.#running) return;
+    const existing = this.#direct.get(beacon.senderId);
+    if (existing?.remote && beacon.generation > existing.remote.generation) {
+      // The peer restarted faster than the failure timeout: its old link is dead already.
+      existing.close('superseded');
+    }
+    this.table.heardBeacon({
+      id: beacon.senderId,
+      generation: beacon.generation,
+      kind: beacon.kind,
+      address: beacon.host && beacon.host !== '0.0.0.0' ? beacon.host : beacon.address,
+      port: beacon.port,
+      name: beacon.name,
+      version: beacon.version,
+    });
+    this.#pump();
+  }
+
+  /** An inbound WebSocket on /mesh/v1 from `remoteAddress`. */
+  accept(ws: WebSocket, remoteAddress: string): void {
+    const pending = [...this.#links].filter((l) => !l.isUp && l.direction === 'inbound').length;
+    if (!this.#running || pending >= this.#options.maxPendingHandshakes) {
+      this.#deps.metrics.handshakesRejected.inc({ reason: 'busy' });
+      ws.close(4005, 'busy');
+      return;
+    }
+    this.#links.add(this.#newLink(ws, 'inbound', remoteAddress));
+  }
+
+  #newLink(ws: WebSocket, direction: 'inbound' | 'outbound', remoteAddress: string): Link {
+    const { clock, keys, identity, metrics, log } = this.#deps;
+    return new Link(
+      ws,
+      direction,
+      remoteAddress,
+      {
+        clock,
+        keys,
+        self: identity,
+        metrics,
+        log,
+        handler: {
+          up: (link) => this.#linkUp(link),
+          message: (link, message) => this.#message(link, message),
+          closed: (link, reason) => this.#linkClosed(link, reason),
+        },
+      },
+      this.#options,
+    );
+  }
+
+  #pump(): void {
+    if (!this.#running) return;
+    for (const plan of this.table.dueDials()) this.#dial(plan);
+    this.#wake?.();
+    const at = this.table.nextWakeAt();
+    if (at !== undefined) {
+      this.#wake = this.#deps.clock.setTimer(
+        () => this.#pump(),
+        Math.max(0, at - this.#deps.clock.now()) + 1,
+      );
+    }
+  }
+
+  #dial(plan: DialPlan): void {
+    const host = plan.address.includes(':') ? `[${plan.address}]` : plan.address;
+    const ws = new WebSocket(`ws://${host}:${plan.port}/mesh/v1`, {
+      perMessageDeflate: false,
+      maxPayload: this.#options.maxFrameBytes,
+      handshakeTimeout: this.#options.handshakeTimeoutMs,
+    });
+    this.#dials.set(ws, plan.key);
+    this.table.dialStarted(plan.key);
+    const failed = (): void => {
+      if (this.#dials.delete(ws)) {
+        this.table.dialEnded(plan.key);
+        this.#pump();
+      }
+    };
+    ws.once('error', (err) => {
+      this.#deps.log.debug({ err: err.message, to: plan }, 'dial failed');
+      failed();
+    });
+    ws.once('close', failed);
+    ws.once('open', () => {
+      this.#dials.delete(ws);
+      ws.removeAllListeners('error').removeAllListeners('close');
+      if (!this.#running) return ws.terminate();
+      const link = this.#newLink(ws, 'outbound', plan.address);
+      this.#dials.set(link, plan.key);
+      this.#links.add(link);
+    });
+  }
+
+  #linkUp(link: Link): void {
+    const remote = link.remote!;
+    const dialKey = this.#dials.get(link);
+    this.#dials.delete(link);
+    if (dialKey !== undefined) this.table.dialEnded(dialKey, remote.id);
+    this.#deps.metrics.linksOpened.inc({ direction: link.direction });
+
+    const existing = this.#direct.get(remote.id);
+    if (existing && existing !== link) {
+      if (this.#prefer(existing, link) === existing) {
+        link.close('duplicate');
+        return;
+      }
+      existing.close('duplicate');
+    }
+    this.#direct.set(remote.id, link);
+    this.table.linkUp(remote.id, remote.generation, link);
+    this.#seq++;
+    const own = this.ownRecord();
+    link.send({ t: 'records', records: [own, ...this.table.records()] });
+    this.#flood([own], link);
+    this.#deps.log.info(
+      { peer: remote.id, direction: link.direction, address: link.remoteAddress },
+      'peer linked',
+    );
+    this.#pump();
+  }
+
+  /** The link both sides keep of two to the same peer. */
+  #prefer(a: Link, b: Link): Link {
+    const ga = a.remote!.generation;
+    const gb = b.remote!.generation;
+    if (ga !== gb) return ga > gb ? a : b;
+    if (a.direction !== b.direction) {
+      const lowerDials = this.#deps.identity.id < a.remote!.id ? 'outbound' : 'inbound';
+      return a.direction === lowerDials ? a : b;
+    }
+    return b;
+  }
+
+  #linkClosed(link: Link, reason: CloseReason): void {
+    this.#links.delete(link);
+    const dialKey = this.#dials.get(link);
+    if (dialKey !== undefined) {
+      this.#dials.delete(link);
+      this.table.dialEnded(dialKey);
+    }
+    const id = link.remote?.id;
+    if (link.upAt !== undefined) this.#deps.metrics.linksClosed.inc({ reason });
+    if (id === undefined || this.#direct.get(id) !== link) return;
+    this.#direct.delete(id);
+    this.table.linkDown(id);
+    this.#deps.log.info({ peer: id, reason }, 'peer link lost');
+    if (!this.#running) return;
+    this.#seq++;
+    this.#flood([this.ownRecord()]);
+    this.#pump();
+  }
+
+  #message(link: Link, message: LinkMessage): void {
+    if (message.t === 'records') {
+      const fresh = message.records.filter((r) => this.table.learnedRecord(r));
+      if (fresh.length > 0) this.#flood(fresh, link);
+      this.#pump();
+    } else if (message.t === 'bye') {
+      if (this.table.learnedRecord(message.record)) this.#flood([message.record], link);
+    }
+  }
+
+  /** Sends records to every direct link but `except`. */
+  #flood(records: PeerRecord[], except?: Link): void {
+    for (const link of this.#direct.values()) {
+      if (link !== except) link.send({ t: 'records', records });
+    }
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * The composition root: the one place that builds a peer's parts from a Config and wires them
+ * together. Parts start in order and stop in reverse; `stop()` leaves the mesh gracefully (bye on
+ * every link and in a beacon) so the other peers know at once.
+ */
+
+import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { ApiKeys } from './api/auth.ts';
+import { buildApi } from './api/server.ts';
+import { type Clock, type Random, systemClock } from './clock.ts';
+import { type Config, parseHostPort } from './config.ts';
+import { deriveClusterKeys, secretWeakness } from './crypto.ts';
+import { Discovery } from './discovery/discovery.ts';
+import { beaconTargets, isLoopback, MULTICAST_GROUP } from './discovery/targets.ts';
+import { type DatagramTransport, ipv4Addresses, UdpTransport } from './discovery/transport.ts';
+import { ShoalError } from './errors.ts';
+import { EventBus } from './events.ts';
+import {
+  adminKey,
+  hardwareModel,
+  type Identity,
+  osDescription,
+  platformName,
+  type ServerMetadata,
+  startIdentity,
+  VERSION,
+} from './identity.ts';
+import { createLogger, type Logger } from './log.ts';
+import { Mesh } from './mesh/mesh.ts';
+import type { PeerView } from './mesh/peer-table.ts';
+import { Metrics } from './metrics.ts';
+
+export interface PeerOptions {
+  log?: Logger;
+  clock?: Clock;
+  random?: Random;
+  /** The beacon transport; a real UDP one by default. */
+  transport?: DatagramTransport;
+}
+
+export interface StartedPeer {
+  id: string;
+  port: number;
+  /** Set when this start made the admin key: it is shown to the user once. */
+  newAdminKey: string | undefined;
+}
+
+export class Peer {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics = new Metrics();
+  readonly events = new EventBus();
+  readonly #options: PeerOptions;
+  #identity: Identity | undefined;
+  #mesh: Mesh | undefined;
+  #discovery: Discovery | undefined;
+  #api: FastifyInstance | undefined;
+  #port = 0;
+  #startedAt = 0;
+  #model = 'unknown';
+  #stopping: Promise<void> | undefined;
+
+  constructor(config: Config, options: PeerOptions = {}) {
+    this.config = config;
+    this.#options = options;
+    this.log = options.log ?? createLogger(config.logLevel);
+  }
+
+  get id(): string {
+    return this.#required(this.#identity).id;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  peers(): PeerView[] {
+    return this.#required(this.#mesh).peers();
+  }
+
+  metadata(): ServerMetadata {
+    const c = this.config;
+    return {
+      id: this.id,
+      name: c.name,
+      port: this.#port,
+      model: this.#model,
+      version: VERSION,
+      os: osDescription(),
+      platform: platformName(),
+      settings: {
+        beaconPort: c.beaconPort,
+        beaconIntervalMs: c.beaconIntervalMs,
+        heartbeatIntervalMs: c.heartbeatIntervalMs,
+        failureTimeoutMs: c.failureTimeoutMs,
+        multicast: c.multicast,
+        gossipDial: c.gossipDial,
+        generation: this.#identity?.generation,
+      },
+    };
+  }
+
+  async start(): Promise<StartedPeer> {
+    const config = this.config;
+    const clock = this.#options.clock ?? systemClock;
+    const random = this.#options.random ?? Math.random;
+    const secret = resolveSecret(config);
+    const weakness = secretWeakness(secret);
+    if (weakness) this.log.warn(`WARNING: ${weakness}`);
+    const staticPeers = config.peers.map(parseHostPort);
+
+    this.#identity = startIdentity(config.dataDir);
+    const admin = adminKey(config.dataDir);
+    const keys = new ApiKeys();
+    keys.add(admin.key, 'admin');
+    const clusterKeys = deriveClusterKeys(secret);
+    this.#model = hardwareModel();
+    this.#startedAt = Date.now();
+
+    const mesh = new Mesh(
+      {
+        clock,
+        random,
+        log: this.log,
+        metrics: this.metrics,
+        keys: clusterKeys,
+        identity: this.#identity,
+        metadata: () => this.metadata(),
+        addresses: () => this.#advertisedAddresses(),
+      },
+      { ...config, staticPeers, sendBufferBytes: config.linkSendBufferBytes },
+    );
+    mesh.table.onChange((peer) => this.events.publish({ type: 'peer', peer }));
+    this.#mesh = mesh;
+
+    const api = await buildApi(
+      {
+        log: this.log,
+        metrics: this.metrics,
+        events: this.events,
+        keys,
+        server: () => this.metadata(),
+        peers: () => mesh.peers(),
+        startedAt: this.#startedAt,
+        acceptLink: (ws, address) => mesh.accept(ws, address),
+      },
+      config,
+    );
+    this.#api = api;
+    try {
+      await api.listen({ host: config.host, port: config.port, listenTextResolver: () => '' });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') {
+        throw new ShoalError(
+          'SHOAL_PORT_IN_USE',
+          `port ${config.port} on ${config.host} is already in use (--port)`,
+        );
+      }
+      throw new ShoalError(
+        'SHOAL_BAD_CONFIG',
+        `cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`,
+      );
+    }
+    const address = api.server.address();
+    this.#port = typeof address === 'object' && address ? address.port : config.port;
+
+    const loopback = isLoopback(config.host);
+    const useMulticast = config.multicast && config.beaconTargets.length === 0 && !loopback;
+    const transport =
+      this.#options.transport ??
+      new UdpTransport({
+        beaconPort: config.beaconPort,
+        sendFrom: loopback ? config.host : '0.0.0.0',
+        ...(useMulticast ? { multicastGroup: MULTICAST_GROUP } : {}),
+        onError: (err) => this.log.debug({ err: err.message }, 'beacon socket error'),
+      });
+    const identity = this.#identity;
+    this.#discovery = new Discovery(
+      {
+        transport,
+        clock,
+        random,
+        keys: clusterKeys,
+        metrics: this.metrics,
+        log: this.log,
+        self: () => ({
+          id: identity.id,
+          generation: identity.generation,
+          port: this.#port,
+          host: config.host === '0.0.0.0' ? '' : config.host,
+          name: config.name,
+          version: VERSION,
+        }),
+        isKnown: (id, generation) => mesh.table.knows(id, generation),
+        onBeacon: (beacon) => mesh.heardBeacon(beacon),
+      },
+      {
+        beaconPort: config.beaconPort,
+        intervalMs: config.beaconIntervalMs,
+        jitter: config.beaconJitter,
+        clockWindowMs: config.beaconClockWindowMs,
+        ratePerSecond: config.beaconRatePerSecond,
+        burst: config.beaconBurst,
+        replayCacheSize: config.replayCacheSize,
+        targets: () => beaconTargets(config, networkInterfaces()),
+        acceptSource: (address) => !loopback || isLoopback(address),
+      },
+    );
+    mesh.start();
+    try {
+      await this.#discovery.start();
+    } catch (err) {
+      await this.stop();
+      throw new ShoalError(
+        'SHOAL_PORT_IN_USE',
+        `beacon port ${config.beaconPort}: ${(err as Error).message}`,
+      );
+    }
+    this.log.info(
+      {
+        id: this.id,
+        name: config.name,
+        host: config.host,
+        port: this.#port,
+        generation: identity.generation,
+      },
+      'shoal peer started',
+    );
+    return { id: this.id, port: this.#port, newAdminKey: admin.created ? admin.key : undefined };
+  }
+
+  /** Leaves the mesh and stops everything; safe to call twice. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#mesh?.stop();
+      await this.#discovery?.stop();
+      await this.#api?.close();
+      this.log.info('shoal peer stopped');
+    })();
+    return this.#stopping;
+  }
+
+  #advertisedAddresses(): string[] {
+    const host = this.config.host;
+    if (host !== '0.0.0.0' && host !== '::') return [host];
+    return ipv4Addresses();
+  }
+
+  #required<T>(value: T | undefined): T {
+    if (value === undefined) throw new Error('the peer has not been started');
+    return value;
+  }
+}
+
+/** The cluster secret: the setting, else `secretFile`, else `<dataDir>/secret` from `shoal init`. */
+export function resolveSecret(config: Config): string {
+  if (config.secret) return config.secret;
+  const file = config.secretFile || join(config.dataDir, 'secret');
+  try {
+    const secret = readFileSync(file, 'utf8').trim();
+    if (secret) return secret;
+  } catch (err) {
+    if (config.secretFile) {
+      throw new ShoalError('SHOAL_BAD_CONFIG', `secret file ${file}: ${(err as Error).message}`);
+    }
+  }
+  throw new ShoalError(
+    'SHOAL_NO_SECRET',
+    'no cluster secret: run `shoal init` to make one, then pass it with --secret, SHOAL_SECRET or --secret-file',
+  );
+}
