@@ -6,8 +6,9 @@
  *
  * Rules:
  * - A peer is `connected` when a link to it is up (route "direct") or it is reachable through
- *   linked peers (route = first hop); `connecting` while a dial to it is under way; otherwise
- *   `disconnected`.
+ *   linked peers (route = first hop); `connecting` while a dial to it is under way and it was
+ *   heard from since its link was last lost (redials of a silent peer do not make it flicker);
+ *   otherwise `disconnected`.
  * - When two peers learn of each other at once, the lower id dials at once and the higher waits
  *   `dialGraceMs` for that link first. A lost link is redialled with exponential backoff and
  *   jitter; a beacon from the lost peer cuts the wait short.
@@ -86,6 +87,9 @@ interface Entry {
   left: boolean;
   link: DirectLink | undefined;
   dialing: boolean;
+  /** Heard from (beacon or newer record) since the link was last lost: a dial now is hopeful,
+   * so the peer shows `connecting` rather than `disconnected` while it runs. */
+  fresh: boolean;
   attempts: number;
   nextDialAt: number;
   lastSeen: number | undefined;
@@ -162,6 +166,7 @@ export class PeerTable {
     const now = this.#clock.now();
     const entry = this.#entry(beacon.id, beacon.generation);
     entry.lastSeen = now;
+    entry.fresh = true;
     entry.hint = { name: beacon.name, version: beacon.version };
     entry.port = beacon.port;
     this.#addAddress(entry, beacon.address);
@@ -189,6 +194,7 @@ export class PeerTable {
     const entry = this.#entry(record.id, record.generation);
     if (entry.record && !isNewer(record, entry.record)) return false;
     entry.record = record;
+    entry.fresh = record.left !== true;
     entry.port = record.port;
     for (const address of record.addresses) this.#addAddress(entry, address, false);
     if (this.#options.gossipDial) entry.dialable = true;
@@ -238,6 +244,7 @@ export class PeerTable {
     if (!entry) return;
     entry.lastSeen = entry.link?.lastRxAt ?? entry.lastSeen;
     entry.link = undefined;
+    entry.fresh = false;
     entry.nextDialAt =
       this.#clock.now() + backoffDelay(entry.attempts, this.#options, this.#random) + this.#tieDelay(id);
     this.#refresh();
@@ -303,6 +310,7 @@ export class PeerTable {
         left: false,
         link: undefined,
         dialing: false,
+        fresh: true,
         attempts: 0,
         nextDialAt: now + this.#tieDelay(id),
         lastSeen: undefined,
@@ -344,7 +352,7 @@ export class PeerTable {
         entry.route = hop;
         entry.lastSeen = now;
       } else {
-        entry.state = entry.dialing && !entry.left ? 'connecting' : 'disconnected';
+        entry.state = entry.dialing && entry.fresh && !entry.left ? 'connecting' : 'disconnected';
         entry.route = null;
       }
       if (this.#signature(entry) !== before) {

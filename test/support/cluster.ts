@@ -1,0 +1,190 @@
+/**
+ * Real peers as child processes for integration tests and benchmarks: each runs the built CLI
+ * (`dist/cli/main.js start`) on 127.0.0.1 with a free port, beacons only to 127.255.255.255 on a
+ * beacon port of the cluster's own, and reports readiness over IPC. Every process and temporary
+ * directory a cluster makes is removed by `stop()`.
+ */
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Config, testDefaults } from '../../src/config.ts';
+import type { ReadyMessage } from '../../src/cli/start.ts';
+import type { PeerView } from '../../src/mesh/peer-table.ts';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+export interface PeerOptions {
+  name?: string;
+  /** Reuse a data directory (a restart keeps the id). */
+  dataDir?: string;
+  secret?: string;
+  port?: number;
+  /** Settings on top of testDefaults() and the cluster's. */
+  config?: Partial<Config>;
+  /** Wrap the command, e.g. ['ip', 'netns', 'exec', 'ns1']. */
+  prefix?: string[];
+}
+
+export class PeerProcess {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly child: ChildProcess;
+  readonly apiKey: string;
+  id = '';
+  port = 0;
+  url = '';
+  readonly exited: Promise<number | null>;
+  stderr = '';
+
+  constructor(name: string, dataDir: string, child: ChildProcess, apiKey: string) {
+    this.name = name;
+    this.dataDir = dataDir;
+    this.child = child;
+    this.apiKey = apiKey;
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    child.stderr?.on('data', (chunk: Buffer) => {
+      this.stderr = (this.stderr + chunk.toString()).slice(-20_000);
+    });
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async get<T = unknown>(path: string, key: string | null = this.apiKey): Promise<{ status: number; body: T }> {
+    const res = await fetch(this.url + path, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+    const text = await res.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // Not JSON (metrics): the text is the body.
+    }
+    return { status: res.status, body: body as T };
+  }
+
+  async peers(): Promise<PeerView[]> {
+    const { body } = await this.get<{ peers: PeerView[] }>('/api/v1/peers');
+    return body.peers;
+  }
+
+  async metrics(): Promise<string> {
+    const res = await fetch(`${this.url}/metrics`);
+    return res.text();
+  }
+
+  /** Ctrl-C: a graceful leave. */
+  async stop(): Promise<void> {
+    if (this.alive) this.child.kill('SIGINT');
+    await this.exited;
+  }
+
+  /** kill -9: no goodbye. */
+  async kill(): Promise<void> {
+    if (this.alive) this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+export class TestCluster {
+  readonly root = mkdtempSync(join(tmpdir(), 'shoal-test-'));
+  readonly secret: string;
+  readonly beaconPort: number;
+  readonly config: Partial<Config>;
+  readonly peers: PeerProcess[] = [];
+  #count = 0;
+
+  constructor(options: { secret?: string; beaconPort?: number; config?: Partial<Config> } = {}) {
+    this.secret = options.secret ?? randomBytes(32).toString('base64url');
+    this.beaconPort = options.beaconPort ?? 20_000 + Math.floor(Math.random() * 20_000);
+    this.config = options.config ?? {};
+  }
+
+  async start(options: PeerOptions = {}): Promise<PeerProcess> {
+    const name = options.name ?? `peer-${++this.#count}`;
+    const dataDir = options.dataDir ?? join(this.root, `${name}-${randomBytes(3).toString('hex')}`);
+    if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true });
+    const apiKey = `test_${randomBytes(12).toString('hex')}`;
+    if (!existsSync(join(dataDir, 'admin.key'))) writeFileSync(join(dataDir, 'admin.key'), `${apiKey}\n`, { mode: 0o600 });
+    const key = readFileSync(join(dataDir, 'admin.key'), 'utf8').trim();
+    const config = {
+      ...testDefaults(),
+      beaconPort: this.beaconPort,
+      ...this.config,
+      ...options.config,
+      name,
+      dataDir,
+      secret: options.secret ?? this.secret,
+      ...(options.port === undefined ? {} : { port: options.port }),
+    };
+    const configFile = join(this.root, `${name}-${randomBytes(3).toString('hex')}.json`);
+    writeFileSync(configFile, JSON.stringify(config));
+    const argv = [process.execPath, CLI, 'start', '--config', configFile];
+    const [command, ...args] = [...(options.prefix ?? []), ...argv] as [string, ...string[]];
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    const peer = new PeerProcess(name, dataDir, child, key);
+    this.peers.push(peer);
+    const ready = await new Promise<ReadyMessage>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not start: ${peer.stderr}`)), 20_000);
+      child.on('message', (m: ReadyMessage) => {
+        if (m?.type !== 'shoal-ready') return;
+        clearTimeout(timer);
+        resolve(m);
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited with ${code} before it was ready: ${peer.stderr}`));
+      });
+    });
+    peer.id = ready.id;
+    peer.port = ready.port;
+    peer.url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${ready.port}`;
+    return peer;
+  }
+
+  /** Kills every peer still running and deletes the cluster's files. */
+  async stop(): Promise<void> {
+    await Promise.all(this.peers.map((p) => p.kill()));
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+  intervalMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** True when every peer sees every other one connected. */
+export async function fullMesh(peers: PeerProcess[]): Promise<boolean> {
+  const views = await Promise.all(peers.map((p) => p.peers()));
+  return views.every((view, i) =>
+    peers.every((other, j) => i === j || view.some((v) => v.id === other.id && v.state === 'connected')),
+  );
+}
+
+/** The state of `target` as `observer` sees it. */
+export async function stateOf(observer: PeerProcess, target: PeerProcess): Promise<PeerView | undefined> {
+  return (await observer.peers()).find((p) => p.id === target.id);
+}
