@@ -200,7 +200,6 @@ export class PeerTable {
     if (this.#options.gossipDial) entry.dialable = true;
     if (record.generation > entry.generation) entry.generation = record.generation;
     if (record.generation >= entry.generation) entry.left = record.left === true;
-    if (entry.left && entry.link === undefined) entry.dialing = false;
     this.#refresh();
     return true;
   }
