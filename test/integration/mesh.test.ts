@@ -5,7 +5,10 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { testDefaults } from '../../src/config.ts';
 import { fullMesh, stateOf, TestCluster, waitFor } from '../support/cluster.ts';
+
+const { failureTimeoutMs } = testDefaults() as { failureTimeoutMs: number };
 
 describe('a mesh of real peers on loopback', () => {
   const cluster = new TestCluster();
@@ -21,10 +24,140 @@ describe('a mesh of real peers on loopback', () => {
         assert.equal(other.state, 'connected');
         assert.equal(other.route, 'direct');
         assert.equal(other.address, '127.0.0.1');
-        assert.ok(typeof other.rttMs === 'number' || other.rttMs === null);
         assert.equal(other.platform, 'LINUX');
         assert.match(other.version, /^\d+\.\d+\.\d+/);
+        assert.ok(other.name.startsWith('p'));
       }
     }
+    // RTT comes with the first heartbeat echo.
+    await waitFor('RTTs', async () => (await peers[0]!.peers()).every((p) => typeof p.rttMs === 'number'));
+  });
+
+  test('kill -9 of a peer is detected, and it heals after a restart with the same id', async () => {
+    const [a, b, victim] = cluster.peers as [
+      (typeof cluster.peers)[0],
+      (typeof cluster.peers)[0],
+      (typeof cluster.peers)[0],
+    ];
+    const id = victim.id;
+    const killedAt = Date.now();
+    await victim.kill();
+    await waitFor(
+      'the others to mark the killed peer disconnected',
+      async () =>
+        (await stateOf(a, victim))?.state === 'disconnected' &&
+        (await stateOf(b, victim))?.state === 'disconnected',
+      failureTimeoutMs + 2000,
+    );
+    assert.ok(Date.now() - killedAt < failureTimeoutMs + 2000);
+    // The rest carry on.
+    assert.ok(await fullMesh(cluster.peers.filter((p) => p.alive)));
+
+    const back = await cluster.start({ name: victim.name, dataDir: victim.dataDir });
+    assert.equal(back.id, id, 'the id survives a restart');
+    await waitFor('the mesh to heal', () => fullMesh(cluster.peers.filter((p) => p.alive)));
+    const seen = await stateOf(a, back);
+    assert.equal(seen?.state, 'connected');
+    assert.equal(seen?.settings.generation, 2, 'a restart is a new generation');
+  });
+
+  test('a peer stopped with Ctrl-C is marked disconnected at once', async () => {
+    const alive = cluster.peers.filter((p) => p.alive);
+    const leaver = alive[1]!;
+    const others = alive.filter((p) => p !== leaver);
+    const t0 = Date.now();
+    await leaver.stop();
+    await waitFor(
+      'everyone to see the leave',
+      async () =>
+        (await Promise.all(others.map((o) => stateOf(o, leaver)))).every((v) => v?.state === 'disconnected'),
+      5000,
+      5,
+    );
+    const took = Date.now() - t0;
+    assert.ok(took < failureTimeoutMs, `leave seen in ${took} ms, before any timeout could fire`);
+    assert.equal(await leaver.exited, 0, 'a graceful stop exits 0');
+    // It stays disconnected: nobody redials a peer that said goodbye.
+    await new Promise((r) => setTimeout(r, failureTimeoutMs));
+    assert.equal((await stateOf(others[0]!, leaver))?.state, 'disconnected');
+  });
+
+  test('a silent peer (SIGSTOP, like a pulled plug) times out, and comes back by itself (SIGCONT)', async () => {
+    const alive = cluster.peers.filter((p) => p.alive);
+    const frozen = alive[0]!;
+    const watcher = alive[1]!;
+    frozen.child.kill('SIGSTOP');
+    try {
+      const t0 = Date.now();
+      await waitFor(
+        'the silent peer to be marked disconnected',
+        async () => (await stateOf(watcher, frozen))?.state === 'disconnected',
+        failureTimeoutMs * 4,
+      );
+      const took = Date.now() - t0;
+      assert.ok(took >= failureTimeoutMs * 0.5, `not before the failure timeout (${took} ms)`);
+    } finally {
+      frozen.child.kill('SIGCONT');
+    }
+    await waitFor(
+      'the mesh to heal after SIGCONT',
+      () => fullMesh(cluster.peers.filter((p) => p.alive)),
+      10_000,
+    );
+  });
+});
+
+describe('static peers and membership gossip', () => {
+  const cluster = new TestCluster();
+  after(() => cluster.stop());
+
+  test('a peer that hears no beacons joins through one static address and learns every other peer', async () => {
+    const lan = await Promise.all(['a', 'b', 'c'].map((name) => cluster.start({ name })));
+    await waitFor('the LAN mesh', () => fullMesh(lan));
+    const first = lan[0]!;
+    // Another beacon port: it hears none of the LAN's beacons, and they hear none of its own.
+    const remote = await cluster.start({
+      name: 'remote',
+      config: { beaconPort: cluster.beaconPort + 1, peers: [`127.0.0.1:${first.port}`] },
+    });
+    await waitFor('the remote peer to be in a full mesh', () => fullMesh([...lan, remote]));
+    const view = await remote.peers();
+    assert.deepEqual(view.map((p) => p.name).sort(), ['a', 'b', 'c']);
+    assert.ok(
+      view.every((p) => p.route === 'direct'),
+      'gossip-learned peers are dialled directly',
+    );
+  });
+});
+
+describe('a chain of static peers without beacons or gossip dialling', () => {
+  const cluster = new TestCluster({ config: { gossipDial: false } });
+  after(() => cluster.stop());
+
+  test('A-B-C: the ends reach each other through B, and lose each other when B dies', async () => {
+    // Each on a beacon port of its own: no beacons between them, only the static links.
+    const a = await cluster.start({ name: 'a', config: { beaconPort: cluster.beaconPort } });
+    const b = await cluster.start({
+      name: 'b',
+      config: { beaconPort: cluster.beaconPort + 1, peers: [`127.0.0.1:${a.port}`] },
+    });
+    const c = await cluster.start({
+      name: 'c',
+      config: { beaconPort: cluster.beaconPort + 2, peers: [`127.0.0.1:${b.port}`] },
+    });
+    await waitFor('routes along the chain', async () => {
+      const [fromA, fromC] = [await stateOf(a, c), await stateOf(c, a)];
+      return fromA?.state === 'connected' && fromC?.state === 'connected';
+    });
+    assert.equal((await stateOf(a, c))?.route, b.id, 'a reaches c through b');
+    assert.equal((await stateOf(c, a))?.route, b.id, 'c reaches a through b');
+    assert.equal((await stateOf(a, b))?.route, 'direct');
+    assert.equal((await stateOf(a, c))?.name, 'c', 'metadata travels with the membership records');
+
+    await b.kill();
+    await waitFor('the ends to lose each other', async () => {
+      const [fromA, fromC] = [await stateOf(a, c), await stateOf(c, a)];
+      return fromA?.state === 'disconnected' && fromC?.state === 'disconnected';
+    });
   });
 });

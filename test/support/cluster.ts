@@ -11,8 +11,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Config, testDefaults } from '../../src/config.ts';
 import type { ReadyMessage } from '../../src/cli/start.ts';
+import { type Config, testDefaults } from '../../src/config.ts';
 import type { PeerView } from '../../src/mesh/peer-table.ts';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -27,35 +27,43 @@ export interface PeerOptions {
   config?: Partial<Config>;
   /** Wrap the command, e.g. ['ip', 'netns', 'exec', 'ns1']. */
   prefix?: string[];
+  /** Leave the admin key for the peer to make on its first start. */
+  makeOwnAdminKey?: boolean;
 }
 
 export class PeerProcess {
   readonly name: string;
   readonly dataDir: string;
   readonly child: ChildProcess;
-  readonly apiKey: string;
   id = '';
   port = 0;
   url = '';
   readonly exited: Promise<number | null>;
   stderr = '';
 
-  constructor(name: string, dataDir: string, child: ChildProcess, apiKey: string) {
+  constructor(name: string, dataDir: string, child: ChildProcess) {
     this.name = name;
     this.dataDir = dataDir;
     this.child = child;
-    this.apiKey = apiKey;
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     child.stderr?.on('data', (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString()).slice(-20_000);
     });
   }
 
+  /** The admin key, from the data directory (where the peer keeps it). */
+  get apiKey(): string {
+    return readFileSync(join(this.dataDir, 'admin.key'), 'utf8').trim();
+  }
+
   get alive(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  async get<T = unknown>(path: string, key: string | null = this.apiKey): Promise<{ status: number; body: T }> {
+  async get<T = unknown>(
+    path: string,
+    key: string | null = this.apiKey,
+  ): Promise<{ status: number; body: T }> {
     const res = await fetch(this.url + path, { headers: key ? { authorization: `Bearer ${key}` } : {} });
     const text = await res.text();
     let body: unknown = text;
@@ -108,9 +116,10 @@ export class TestCluster {
     const name = options.name ?? `peer-${++this.#count}`;
     const dataDir = options.dataDir ?? join(this.root, `${name}-${randomBytes(3).toString('hex')}`);
     if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true });
-    const apiKey = `test_${randomBytes(12).toString('hex')}`;
-    if (!existsSync(join(dataDir, 'admin.key'))) writeFileSync(join(dataDir, 'admin.key'), `${apiKey}\n`, { mode: 0o600 });
-    const key = readFileSync(join(dataDir, 'admin.key'), 'utf8').trim();
+    const keyFile = join(dataDir, 'admin.key');
+    if (!options.makeOwnAdminKey && !existsSync(keyFile)) {
+      writeFileSync(keyFile, `test_${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
+    }
     const config = {
       ...testDefaults(),
       beaconPort: this.beaconPort,
@@ -126,7 +135,7 @@ export class TestCluster {
     const argv = [process.execPath, CLI, 'start', '--config', configFile];
     const [command, ...args] = [...(options.prefix ?? []), ...argv] as [string, ...string[]];
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    const peer = new PeerProcess(name, dataDir, child, key);
+    const peer = new PeerProcess(name, dataDir, child);
     this.peers.push(peer);
     const ready = await new Promise<ReadyMessage>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name} did not start: ${peer.stderr}`)), 20_000);
@@ -170,7 +179,9 @@ export async function waitFor<T>(
       last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
