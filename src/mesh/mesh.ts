@@ -71,6 +71,13 @@ export class Mesh {
       for (const peer of this.table.views()) counts[peer.state]++;
       return Object.entries(counts).map(([state, n]) => [{ state }, n]);
     });
+    deps.metrics.gauge('shoal_links', 'Peer links by phase (handshake, up).', ['phase'], () => {
+      const up = [...this.#links].filter((l) => l.isUp).length;
+      return [
+        [{ phase: 'up' }, up],
+        [{ phase: 'handshake' }, this.#links.size - up],
+      ];
+    });
     deps.metrics.gauge(
       'shoal_link_rtt_ms',
       'Heartbeat round-trip time of each direct link, ms.',

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { testDefaults } from '../../src/config.ts';
 import { fullMesh, stateOf, TestCluster, waitFor } from '../support/cluster.ts';
+import { sample } from '../support/prometheus.ts';
 
 const { failureTimeoutMs } = testDefaults() as { failureTimeoutMs: number };
 
@@ -29,6 +30,11 @@ describe('a mesh of real peers on loopback', () => {
         assert.ok(other.name.startsWith('p'));
       }
     }
+    // Peers that dialled each other at once keep one link per pair, the same one on both sides.
+    await waitFor('one link per pair', async () => {
+      const texts = await Promise.all(peers.map((p) => p.metrics()));
+      return texts.every((t) => sample(t, 'shoal_links', { phase: 'up' }) === 4);
+    });
     // RTT comes with the first heartbeat echo.
     await waitFor('RTTs', async () => (await peers[0]!.peers()).every((p) => typeof p.rttMs === 'number'));
   });
@@ -104,6 +110,48 @@ describe('a mesh of real peers on loopback', () => {
       () => fullMesh(cluster.peers.filter((p) => p.alive)),
       10_000,
     );
+  });
+});
+
+describe('restarts and forgetting', () => {
+  const cluster = new TestCluster({ config: { peerTtlMs: 1000 } });
+  after(() => cluster.stop());
+
+  test('a peer restarted before its old link timed out is taken back at once (new generation)', async () => {
+    const a = await cluster.start({ name: 'a' });
+    const old = await cluster.start({ name: 'b' });
+    await waitFor('a and b linked', () => fullMesh([a, old]));
+    // Freeze the old process, so its link to a stays open but silent, and start the same server
+    // (same data directory, same id) again before a's failure timeout could notice.
+    old.child.kill('SIGSTOP');
+    const t0 = Date.now();
+    const again = await cluster.start({ name: 'b', dataDir: old.dataDir });
+    assert.equal(again.id, old.id);
+    try {
+      await waitFor(
+        'a to link to the new generation',
+        async () => {
+          const view = await stateOf(a, again);
+          return view?.state === 'connected' && view.settings.generation === 2 && view.port === again.port;
+        },
+        5000,
+        5,
+      );
+      const took = Date.now() - t0;
+      assert.ok(took < 3000, `relinked in ${took} ms`);
+    } finally {
+      await old.kill();
+    }
+  });
+
+  test('a peer gone for longer than peerTtlMs is forgotten', async () => {
+    const [a, b] = cluster.peers.filter((p) => p.alive) as [
+      (typeof cluster.peers)[0],
+      (typeof cluster.peers)[0],
+    ];
+    await b.kill();
+    await waitFor('b to be disconnected', async () => (await stateOf(a, b))?.state === 'disconnected');
+    await waitFor('b to be forgotten', async () => (await stateOf(a, b)) === undefined, 5000);
   });
 });
 
