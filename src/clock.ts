@@ -40,3 +40,78 @@ export function every(clock: Clock, ms: number, fn: () => void): Cancel {
 
 /** A source of randomness in [0, 1), injectable for deterministic jitter in tests. */
 export type Random = () => number;
+
+/**
+ * A hybrid logical clock (Kulkarni et al.): timestamps that follow wall time but never go
+ * backwards and always move past every timestamp received, so causally later changes carry later
+ * stamps even across servers whose clocks differ a little. Encoded as fixed-width text
+ * ("WWWWWWWWWWWWWWW-LLLLLL": wall ms, logical counter) that sorts as it orders.
+ *
+ * A remote stamp more than `maxDriftMs` ahead of local wall time is not followed past that bound
+ * (the clock is clamped and the event counted), so one server with a wrong clock cannot drag every
+ * other's timestamps into the future.
+ */
+export class HybridClock {
+  #wall = 0;
+  #logical = 0;
+  readonly #clock: Clock;
+  readonly #maxDriftMs: number;
+  /** How many remote stamps were clamped for running too far ahead. */
+  clamped = 0;
+
+  constructor(clock: Clock, maxDriftMs: number) {
+    this.#clock = clock;
+    this.#maxDriftMs = maxDriftMs;
+  }
+
+  /** A stamp for a local event. */
+  now(): string {
+    const physical = Math.floor(this.#clock.now());
+    if (physical > this.#wall) {
+      this.#wall = physical;
+      this.#logical = 0;
+    } else {
+      this.#logical++;
+    }
+    return encodeHlc(this.#wall, this.#logical);
+  }
+
+  /** Takes a stamp received from another server into account. */
+  receive(stamp: string): void {
+    const remote = decodeHlc(stamp);
+    if (!remote) return;
+    const physical = Math.floor(this.#clock.now());
+    let { wall, logical } = remote;
+    if (wall > physical + this.#maxDriftMs) {
+      this.clamped++;
+      wall = physical + this.#maxDriftMs;
+      logical = 0;
+    }
+    if (wall > this.#wall) {
+      this.#wall = wall;
+      this.#logical = logical;
+    } else if (wall === this.#wall) {
+      this.#logical = Math.max(this.#logical, logical);
+    }
+    if (physical > this.#wall) {
+      this.#wall = physical;
+      this.#logical = 0;
+    }
+  }
+}
+
+const HLC_FORMAT = /^(\d{15})-(\d{6})$/;
+
+export function encodeHlc(wall: number, logical: number): string {
+  return `${String(wall).padStart(15, '0')}-${String(Math.min(logical, 999_999)).padStart(6, '0')}`;
+}
+
+export function decodeHlc(stamp: string): { wall: number; logical: number } | undefined {
+  const m = HLC_FORMAT.exec(stamp);
+  return m ? { wall: Number(m[1]), logical: Number(m[2]) } : undefined;
+}
+
+/** The wall time of a stamp as an ISO date. */
+export function hlcToIso(stamp: string): string {
+  return new Date(decodeHlc(stamp)?.wall ?? 0).toISOString();
+}

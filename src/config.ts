@@ -59,6 +59,17 @@ export const ConfigSchema = Type.Object(
     maxEventClients: Type.Integer({ minimum: 1, maximum: 100000 }),
     eventClientBufferBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024 }),
     maxBodyBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024 }),
+    storeSync: Type.Union([Type.Literal('full'), Type.Literal('normal')]),
+    forwardTimeoutMs: Ms(10),
+    maxPendingWrites: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+    replicationBatchOps: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    maxPendingOps: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
+    antiEntropyIntervalMs: Ms(100),
+    opLogKeep: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
+    tombstoneTtlMs: Ms(1000),
+    seriesRetentionMs: Ms(1000),
+    maintenanceIntervalMs: Ms(100),
+    maxClockDriftMs: Ms(0),
   },
   { additionalProperties: false },
 );
@@ -164,6 +175,39 @@ export const DEFAULTS: Config = {
   eventClientBufferBytes: 4 * 1024 * 1024,
   /** Largest HTTP request body accepted, in bytes (413 above it). */
   maxBodyBytes: 1024 * 1024,
+
+  /** When a local write is durable: "full" fsyncs every commit before the API answers, so an
+   * acknowledged write survives a power cut; "normal" survives a crash of the process but may
+   * lose the last commits in a power cut, for less wear on an SD card. Commits are grouped either
+   * way: a burst of writes costs one fsync. */
+  storeSync: 'full',
+  /** A write forwarded to its node's owner that is not answered within this gets 503
+   * (SHOAL_OWNER_UNREACHABLE); it may still have been applied, and retrying is safe. */
+  forwardTimeoutMs: 5000,
+  /** Local writes waiting for their commit beyond which new ones get 503 (SHOAL_OVERLOADED):
+   * the backpressure writers feel instead of silent loss. */
+  maxPendingWrites: 10_000,
+  /** Ops per replication message. Larger batches mean fewer frames under load and bigger ones. */
+  replicationBatchOps: 1000,
+  /** Ops that arrived ahead of a missing earlier op of their owner and wait for it, at most;
+   * beyond this they are dropped and fetched again later. */
+  maxPendingOps: 100_000,
+  /** Every this often each peer swaps version vectors with its neighbours, a safety net behind
+   * the swap done on every new link and every change of routes. */
+  antiEntropyIntervalMs: 30_000,
+  /** Ops of each owner kept in the log; a peer further behind gets a snapshot of the owner's
+   * nodes instead. More costs disk; fewer means more snapshots after long absences. */
+  opLogKeep: 100_000,
+  /** A deleted node's tombstone is kept at least this long (and until its op left the log). */
+  tombstoneTtlMs: 7 * 24 * 3600 * 1000,
+  /** Values of a data point are kept this long unless its meta.retentionMs says otherwise. */
+  seriesRetentionMs: 7 * 24 * 3600 * 1000,
+  /** How often the log is compacted, tombstones and old series values collected, and orphaned
+   * nodes of this server deleted. */
+  maintenanceIntervalMs: 60_000,
+  /** Timestamps from another server further ahead of local time than this are not followed, so
+   * one wrong clock cannot drag the mesh's timestamps into the future. */
+  maxClockDriftMs: 60_000,
 };
 
 /** Shorter timings for tests and benchmarks on loopback; everything else stays at DEFAULTS. */
@@ -222,7 +266,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 /** Checks a whole config object, naming the first field that is wrong. */
 export function validateConfig(value: Record<string, unknown>): Config {
   if (!checkConfig.Check(value)) {
-    const [first] = checkConfig.Errors(value);
+    // An unknown key also fails its own (boolean false) schema, reported first as "schema is
+    // false"; the additionalProperties error names it as an unknown setting.
+    const errors = checkConfig.Errors(value);
+    const first = errors.find((e) => e.keyword === 'additionalProperties') ?? errors[0];
     const field = first ? fieldOf(first.instancePath, first.params) : 'config';
     const message = first?.message ?? 'is invalid';
     throw new ShoalError('SHOAL_BAD_CONFIG', `config field "${field}": ${message}`);

@@ -17,6 +17,7 @@ export const ERRORS = {
   SHOAL_TOO_LARGE: { status: 413, exit: 1, message: 'the request body is too large' },
   SHOAL_RATE_LIMITED: { status: 429, exit: 1, message: 'too many requests' },
   SHOAL_TOO_MANY_CLIENTS: { status: 503, exit: 1, message: 'too many event-stream clients' },
+  SHOAL_OVERLOADED: { status: 503, exit: 1, message: 'the server is overloaded; retry shortly' },
   SHOAL_OWNER_UNREACHABLE: { status: 503, exit: 1, message: 'the owner of the node is unreachable' },
   SHOAL_UNREACHABLE: { status: 503, exit: 1, message: 'the shoal peer cannot be reached' },
   SHOAL_INTERNAL: { status: 500, exit: 1, message: 'internal error' },

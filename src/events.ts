@@ -6,9 +6,13 @@
  */
 
 import type { PeerView } from './mesh/peer-table.ts';
+import type { OpKind, ShoalNode } from './store/store.ts';
 
 /** Event types. ONLY APPEND TO THIS LIST. */
-export type ShoalEvent = { id: number; at: string } & { type: 'peer'; peer: PeerView };
+export type ShoalEvent = { id: number; at: string } & (
+  | { type: 'peer'; peer: PeerView }
+  | { type: 'node'; op: OpKind; node: ShoalNode }
+);
 
 type EventBody = ShoalEvent extends infer E ? (E extends ShoalEvent ? Omit<E, 'id' | 'at'> : never) : never;
 

@@ -61,6 +61,30 @@ export class Metrics {
     labelNames: ['peer', 'direction'] as const,
     registers: [this.registry],
   });
+  readonly opsApplied = new Counter({
+    name: 'shoal_replication_ops_applied_total',
+    help: 'Ops applied to the store, by source (local writes, remote owners).',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly snapshots = new Counter({
+    name: 'shoal_replication_snapshots_total',
+    help: 'Owner snapshots sent and received (when the ops a peer lacked were compacted away).',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly forwardedWrites = new Counter({
+    name: 'shoal_forwarded_writes_total',
+    help: 'Writes forwarded from here to the owner of their node, by result (ok, refused, timeout, unreachable).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly writesRefused = new Counter({
+    name: 'shoal_writes_refused_total',
+    help: 'Local writes refused before they were tried, by reason (overloaded).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly eventClients = new Gauge({
     name: 'shoal_event_clients',
     help: 'Clients connected to the event streams (SSE and WebSocket).',

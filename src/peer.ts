@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { ApiKeys } from './api/auth.ts';
 import { buildApi } from './api/server.ts';
-import { type Clock, type Random, systemClock } from './clock.ts';
+import { type Clock, encodeHlc, HybridClock, type Random, systemClock } from './clock.ts';
 import { type Config, parseHostPort } from './config.ts';
 import { deriveClusterKeys, secretWeakness } from './crypto.ts';
 import { Discovery } from './discovery/discovery.ts';
@@ -32,6 +32,9 @@ import { createLogger, type Logger } from './log.ts';
 import { Mesh } from './mesh/mesh.ts';
 import type { PeerView } from './mesh/peer-table.ts';
 import { Metrics } from './metrics.ts';
+import { NodeService } from './replication/node-service.ts';
+import { Replicator } from './replication/replicator.ts';
+import { Store } from './store/store.ts';
 
 export interface PeerOptions {
   log?: Logger;
@@ -62,6 +65,10 @@ export class Peer {
   #startedAt = 0;
   #model = 'unknown';
   #stopping: Promise<void> | undefined;
+  #store: Store | undefined;
+  #replicator: Replicator | undefined;
+  #nodes: NodeService | undefined;
+  #maintenance: ReturnType<typeof setInterval> | undefined;
 
   constructor(config: Config, options: PeerOptions = {}) {
     this.config = config;
@@ -136,6 +143,37 @@ export class Peer {
     mesh.table.onChange((peer) => this.events.publish({ type: 'peer', peer }));
     this.#mesh = mesh;
 
+    const store = new Store(join(config.dataDir, 'shoal.db'));
+    this.#store = store;
+    const replicator = new Replicator(
+      {
+        selfId: this.#identity.id,
+        store,
+        mesh,
+        clock,
+        hlc: new HybridClock(clock, config.maxClockDriftMs),
+        events: this.events,
+        metrics: this.metrics,
+        log: this.log,
+      },
+      {
+        forwardTimeoutMs: config.forwardTimeoutMs,
+        maxPendingWrites: config.maxPendingWrites,
+        batchOps: config.replicationBatchOps,
+        maxPendingOps: config.maxPendingOps,
+        antiEntropyIntervalMs: config.antiEntropyIntervalMs,
+      },
+    );
+    this.#replicator = replicator;
+    mesh.application = replicator;
+    const nodes = new NodeService({
+      selfId: this.#identity.id,
+      store,
+      replicator,
+      knows: (id) => mesh.table.get(id) !== undefined,
+    });
+    this.#nodes = nodes;
+
     const api = await buildApi(
       {
         log: this.log,
@@ -146,6 +184,7 @@ export class Peer {
         peers: () => mesh.peers(),
         startedAt: this.#startedAt,
         acceptLink: (ws, address) => mesh.accept(ws, address),
+        nodes,
       },
       config,
     );
@@ -210,6 +249,10 @@ export class Peer {
         acceptSource: (address) => !loopback || isLoopback(address),
       },
     );
+    replicator.start();
+    await this.#publishServerNode();
+    this.#maintenance = setInterval(() => this.#maintain(), config.maintenanceIntervalMs);
+    this.#maintenance.unref();
     mesh.start();
     try {
       await this.#discovery.start();
@@ -236,12 +279,60 @@ export class Peer {
   /** Leaves the mesh and stops everything; safe to call twice. */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
+      clearInterval(this.#maintenance);
       this.#mesh?.stop();
       await this.#discovery?.stop();
       await this.#api?.close();
+      this.#replicator?.stop();
+      this.#store?.close();
       this.log.info('shoal peer stopped');
     })();
     return this.#stopping;
+  }
+
+  /** The node operations (reads here, writes at their owners). */
+  get nodes(): NodeService {
+    return this.#required(this.#nodes);
+  }
+
+  /** Makes or refreshes this server's own Server node. */
+  async #publishServerNode(): Promise<void> {
+    const meta = this.metadata();
+    const state = {
+      name: meta.name,
+      meta: {
+        port: meta.port,
+        model: meta.model,
+        version: meta.version,
+        os: meta.os,
+        platform: meta.platform,
+      },
+    };
+    const existing = this.#store!.node(meta.id);
+    const replicator = this.#replicator!;
+    if (!existing || existing.deleted) {
+      await replicator.write(meta.id, {
+        kind: 'create',
+        node: { id: meta.id, type: 'Server', parent: null, ...state },
+      });
+    } else if (existing.name !== state.name || JSON.stringify(existing.meta) !== JSON.stringify(state.meta)) {
+      await replicator.write(meta.id, { kind: 'update', id: meta.id, ...state });
+    }
+  }
+
+  /** Compacts the log, collects old tombstones and series values, and finishes cascades. */
+  #maintain(): void {
+    const c = this.config;
+    const store = this.#store!;
+    try {
+      const now = Date.now();
+      store.compactLog(c.opLogKeep);
+      store.collectTombstones(encodeHlc(now - c.tombstoneTtlMs, 0));
+      store.pruneSeries(now, c.seriesRetentionMs);
+      this.#replicator!.sweepOrphans();
+    } catch (err) {
+      this.log.error({ err }, 'maintenance failed');
+    }
   }
 
   #advertisedAddresses(): string[] {

@@ -10,25 +10,44 @@ import { ShoalError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
 import type { Metrics } from '../metrics.ts';
 
+/** A fixed number of event-stream clients shared by SSE and the WebSocket stream. */
+export class ClientSlots {
+  #used = 0;
+  readonly max: number;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  take(): boolean {
+    if (this.#used >= this.max) return false;
+    this.#used++;
+    return true;
+  }
+
+  release(): void {
+    this.#used = Math.max(0, this.#used - 1);
+  }
+}
+
 export interface EventRouteOptions {
   events: EventBus;
   metrics: Metrics;
-  maxClients: number;
+  /** Takes a client slot (false when all are taken) and gives it back. */
+  slots: ClientSlots;
   clientBufferBytes: number;
 }
 
 const KEEPALIVE_MS = 15_000;
 
 export const eventRoutes: FastifyPluginAsync<EventRouteOptions> = async (app, options) => {
-  let clients = 0;
   app.get('/events', async (request, reply) => {
-    if (clients >= options.maxClients) {
+    if (!options.slots.take()) {
       throw new ShoalError(
         'SHOAL_TOO_MANY_CLIENTS',
-        `at most ${options.maxClients} event-stream clients at once`,
+        `at most ${options.slots.max} event-stream clients at once`,
       );
     }
-    clients++;
     options.metrics.eventClients.inc();
     reply.hijack();
     const res = reply.raw;
@@ -50,7 +69,7 @@ export const eventRoutes: FastifyPluginAsync<EventRouteOptions> = async (app, op
     request.raw.on('close', () => {
       clearInterval(keepalive);
       unsubscribe();
-      clients--;
+      options.slots.release();
       options.metrics.eventClients.dec();
     });
   });

@@ -45,3 +45,20 @@ export const Peer = Type.Object({
 });
 
 export const Peers = Type.Object({ peers: Type.Array(Peer) });
+
+export const Node = Type.Object({
+  id: Type.String(),
+  type: Type.String(),
+  parent: Nullable(Type.String()),
+  owner: Type.String(),
+  name: Type.String(),
+  meta: Type.Record(Type.String(), Type.Unknown()),
+  value: Type.Optional(Type.Unknown()),
+  updatedAt: Type.String(),
+  version: Type.Integer(),
+});
+
+export const Nodes = Type.Object({ nodes: Type.Array(Node) });
+
+/** Any id: one that names no node is a 404, not a 400. */
+export const NodeIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });

@@ -18,9 +18,12 @@ import type { ServerMetadata } from '../identity.ts';
 import type { Logger } from '../log.ts';
 import type { PeerView } from '../mesh/peer-table.ts';
 import type { Metrics } from '../metrics.ts';
+import type { NodeService } from '../replication/node-service.ts';
 import { type ApiKeys, bearerKey } from './auth.ts';
-import { eventRoutes } from './events-route.ts';
+import { ClientSlots, eventRoutes } from './events-route.ts';
+import { nodeRoutes } from './node-routes.ts';
 import { Health, Peers, Server } from './schemas.ts';
+import { streamRoute } from './stream-route.ts';
 
 export interface ApiDeps {
   log: Logger;
@@ -30,6 +33,7 @@ export interface ApiDeps {
   server: () => ServerMetadata;
   peers: () => PeerView[];
   startedAt: number;
+  nodes: NodeService;
   /** Hands an inbound /mesh/v1 WebSocket to the mesh. */
   acceptLink: (ws: WebSocket, remoteAddress: string) => void;
 }
@@ -74,7 +78,9 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
 
   const apiV1: FastifyPluginAsync = async (api) => {
     api.addHook('onRequest', async (request) => {
-      if (request.routeOptions.url === '/api/v1/health') return;
+      // Health is public; the stream authenticates itself (browsers cannot send the header).
+      if (request.routeOptions.url === '/api/v1/health' || request.routeOptions.url === '/api/v1/stream')
+        return;
       const key = bearerKey(request.headers.authorization);
       if (!key || !deps.keys.scopeOf(key)) {
         throw new ShoalError('SHOAL_UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer KEY"');
@@ -93,11 +99,25 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     });
     api.get('/server', { schema: { response: { 200: Server } } }, async () => deps.server());
     api.get('/peers', { schema: { response: { 200: Peers } } }, async () => ({ peers: deps.peers() }));
+    const slots = new ClientSlots(options.maxEventClients);
     await api.register(eventRoutes, {
       events: deps.events,
       metrics: deps.metrics,
-      maxClients: options.maxEventClients,
+      slots,
       clientBufferBytes: options.eventClientBufferBytes,
+    });
+    await api.register(nodeRoutes, { nodes: deps.nodes });
+    await api.register(streamRoute, {
+      nodes: deps.nodes,
+      events: deps.events,
+      metrics: deps.metrics,
+      keys: deps.keys,
+      hello: () => {
+        const { id, name, version } = deps.server();
+        return { id, name, version };
+      },
+      clientBufferBytes: options.eventClientBufferBytes,
+      slots,
     });
   };
   await app.register(apiV1, { prefix: '/api/v1' });

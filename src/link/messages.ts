@@ -6,6 +6,7 @@
 
 import Type, { type Static } from 'typebox';
 import Compile from 'typebox/compile';
+import { NODE_TYPES } from '../store/node-types.ts';
 
 const Id = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
 
@@ -39,17 +40,106 @@ const Records = Type.Object({
 });
 const Bye = Type.Object({ t: Type.Literal('bye'), record: PeerRecord });
 
+// Replication (see src/replication/replicator.ts for the protocol).
+const Hlc = Type.String({ pattern: '^\\d{15}-\\d{6}$' });
+const NodeTypeName = Type.Enum(NODE_TYPES);
+const NodeState = Type.Object({
+  id: Id,
+  type: NodeTypeName,
+  parent: Type.Union([Id, Type.Null()]),
+  name: Type.String({ maxLength: 256 }),
+  meta: Type.Record(Type.String(), Type.Unknown()),
+  value: Type.Optional(Type.Unknown()),
+});
+const OpKind = Type.Union([
+  Type.Literal('create'),
+  Type.Literal('update'),
+  Type.Literal('value'),
+  Type.Literal('delete'),
+]);
+export const OpSchema = Type.Object({
+  owner: Id,
+  seq: Type.Integer({ minimum: 1 }),
+  hlc: Hlc,
+  kind: OpKind,
+  node: NodeState,
+});
+const SnapshotNode = Type.Object({
+  id: Id,
+  type: NodeTypeName,
+  parent: Type.Union([Id, Type.Null()]),
+  name: Type.String({ maxLength: 256 }),
+  meta: Type.Record(Type.String(), Type.Unknown()),
+  value: Type.Optional(Type.Unknown()),
+  hlc: Hlc,
+  version: Type.Integer({ minimum: 1 }),
+});
+const WriteRequest = Type.Union([
+  Type.Object({ kind: Type.Literal('create'), node: NodeState }),
+  Type.Object({
+    kind: Type.Literal('update'),
+    id: Id,
+    name: Type.Optional(Type.String({ maxLength: 256 })),
+    meta: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  }),
+  Type.Object({ kind: Type.Literal('value'), id: Id, value: Type.Unknown() }),
+  Type.Object({ kind: Type.Literal('delete'), id: Id }),
+]);
+export type WriteRequest = Static<typeof WriteRequest>;
+const Routed = {
+  rid: Type.String({ maxLength: 64 }),
+  from: Id,
+  to: Id,
+  ttl: Type.Integer({ minimum: 0, maximum: 64 }),
+};
+
+/** A version vector: for each owner, the highest of its ops applied in sequence. */
+const Vv = Type.Object({
+  t: Type.Literal('vv'),
+  vv: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+});
+const Ops = Type.Object({ t: Type.Literal('ops'), ops: Type.Array(OpSchema, { maxItems: 100_000 }) });
+/** One chunk of a snapshot of an owner's live nodes at `seq`; the last chunk has `last`. */
+const Snap = Type.Object({
+  t: Type.Literal('snap'),
+  owner: Id,
+  seq: Type.Integer({ minimum: 0 }),
+  nodes: Type.Array(SnapshotNode, { maxItems: 100_000 }),
+  last: Type.Boolean(),
+});
+/** A write forwarded, hop by hop, to the owner of its node. */
+const Write = Type.Object({ t: Type.Literal('write'), ...Routed, req: WriteRequest });
+/** The owner's answer to a forwarded write, routed back to where it came from. */
+const WriteResult = Type.Object({
+  t: Type.Literal('wres'),
+  ...Routed,
+  ok: Type.Boolean(),
+  seq: Type.Optional(Type.Integer({ minimum: 0 })),
+  node: Type.Optional(Type.Unknown()),
+  error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+});
+
 export type LinkMessage =
   | Static<typeof Ping>
   | Static<typeof Pong>
   | Static<typeof Records>
-  | Static<typeof Bye>;
+  | Static<typeof Bye>
+  | Static<typeof Vv>
+  | Static<typeof Ops>
+  | Static<typeof Snap>
+  | Static<typeof Write>
+  | Static<typeof WriteResult>;
 
 const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
   ['ping', Compile(Ping)],
   ['pong', Compile(Pong)],
   ['records', Compile(Records)],
   ['bye', Compile(Bye)],
+  ['vv', Compile(Vv)],
+  ['ops', Compile(Ops)],
+  ['snap', Compile(Snap)],
+  ['write', Compile(Write)],
+  ['wres', Compile(WriteResult)],
 ]);
 
 export type MessageRejection = 'malformed' | 'unknown_type' | 'invalid';

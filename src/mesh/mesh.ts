@@ -37,6 +37,16 @@ export interface MeshDeps {
   addresses: () => string[];
 }
 
+/** What runs on top of the mesh (replication) and hears of its links and messages. */
+export interface MeshApplication {
+  linkUp(peerId: string): void;
+  linkDown(peerId: string): void;
+  /** A message of a type the mesh does not handle itself, from a directly linked peer. */
+  message(peerId: string, message: LinkMessage): void;
+  /** Some peer's state or route changed. */
+  routesChanged(): void;
+}
+
 export interface MeshOptions extends LinkOptions, Omit<PeerTableOptions, 'staticPeers'> {
   staticPeers: { host: string; port: number }[];
   maxFrameBytes: number;
@@ -48,6 +58,7 @@ const HOUSEKEEPING_MS = 1000;
 
 export class Mesh {
   readonly table: PeerTable;
+  application: MeshApplication | undefined;
   readonly #deps: MeshDeps;
   readonly #options: MeshOptions;
   /** Every link, from its first byte to its close. */
@@ -66,6 +77,7 @@ export class Mesh {
     this.#deps = deps;
     this.#options = options;
     this.table = new PeerTable({ clock: deps.clock, random: deps.random, selfId: deps.identity.id }, options);
+    this.table.onChange(() => this.application?.routesChanged());
     deps.metrics.gauge('shoal_peers', 'Known peers by state.', ['state'], () => {
       const counts = { connected: 0, connecting: 0, disconnected: 0 };
       for (const peer of this.table.views()) counts[peer.state]++;
@@ -247,14 +259,16 @@ export class Mesh {
         link.close('duplicate');
         return;
       }
-      existing.close('duplicate');
     }
+    // The new link takes over before the old one closes, so the peer never looks lost.
     this.#direct.set(remote.id, link);
+    existing?.close('duplicate');
     this.table.linkUp(remote.id, remote.generation, link);
     this.#seq++;
     const own = this.ownRecord();
     link.send({ t: 'records', records: [own, ...this.table.records()] });
     this.#flood([own], link);
+    this.application?.linkUp(remote.id);
     this.#deps.log.info(
       { peer: remote.id, direction: link.direction, address: link.remoteAddress },
       'peer linked',
@@ -286,6 +300,7 @@ export class Mesh {
     if (id === undefined || this.#direct.get(id) !== link) return;
     this.#direct.delete(id);
     this.table.linkDown(id);
+    this.application?.linkDown(id);
     this.#deps.log.info({ peer: id, reason }, 'peer link lost');
     if (!this.#running) return;
     this.#seq++;
@@ -300,7 +315,39 @@ export class Mesh {
       this.#pump();
     } else if (message.t === 'bye') {
       if (this.table.learnedRecord(message.record)) this.#flood([message.record], link);
+    } else if (link.remote && this.#direct.get(link.remote.id) === link) {
+      this.application?.message(link.remote.id, message);
     }
+  }
+
+  /** Sends a message on the direct link to `peerId`; false when there is none. */
+  send(peerId: string, message: LinkMessage): boolean {
+    return this.#direct.get(peerId)?.send(message) ?? false;
+  }
+
+  /** True when the direct link to `peerId` has more queued than it should (backpressure). */
+  congested(peerId: string): boolean {
+    return this.#direct.get(peerId)?.congested ?? false;
+  }
+
+  /** Ids of the peers with a direct link up. */
+  directPeers(): string[] {
+    return [...this.#direct.keys()];
+  }
+
+  /** The direct peer to send to for `peerId`: itself when linked, else the first hop of a route. */
+  nextHop(peerId: string): string | undefined {
+    if (this.#direct.has(peerId)) return peerId;
+    const route = this.table.get(peerId)?.route;
+    return route && route !== 'direct' && this.#direct.has(route) ? route : undefined;
+  }
+
+  /** True when the link state says `a` and `b` are directly linked (both say so). */
+  linked(a: string, b: string): boolean {
+    const self = this.#deps.identity.id;
+    const linksOf = (id: string): readonly string[] =>
+      id === self ? [...this.#direct.keys()] : (this.table.record(id)?.links ?? []);
+    return linksOf(a).includes(b) && linksOf(b).includes(a);
   }
 
   /** Sends records to every direct link but `except`. */

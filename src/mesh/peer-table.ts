@@ -7,8 +7,9 @@
  * Rules:
  * - A peer is `connected` when a link to it is up (route "direct") or it is reachable through
  *   linked peers (route = first hop); `connecting` while a dial to it is under way and it was
- *   heard from since its link was last lost (redials of a silent peer do not make it flicker);
- *   otherwise `disconnected`.
+ *   heard from since its link was last lost or a dial to it last failed (redials of a silent
+ *   peer do not make it flicker, and do not keep it from being forgotten); otherwise
+ *   `disconnected`.
  * - When two peers learn of each other at once, the lower id dials at once and the higher waits
  *   `dialGraceMs` for that link first. A lost link is redialled with exponential backoff and
  *   jitter; a beacon from the lost peer cuts the wait short.
@@ -87,8 +88,8 @@ interface Entry {
   left: boolean;
   link: DirectLink | undefined;
   dialing: boolean;
-  /** Heard from (beacon or newer record) since the link was last lost: a dial now is hopeful,
-   * so the peer shows `connecting` rather than `disconnected` while it runs. */
+  /** Heard from (beacon or newer record) since the link was last lost or a dial last failed: a
+   * dial now is hopeful, so the peer shows `connecting` rather than `disconnected` while it runs. */
   fresh: boolean;
   attempts: number;
   nextDialAt: number;
@@ -96,6 +97,8 @@ interface Entry {
   state: PeerState;
   route: string | null;
   since: number;
+  /** The signature (state, route, metadata) last announced to listeners; '' before the first. */
+  announced: string;
 }
 
 interface StaticTarget {
@@ -150,6 +153,11 @@ export class PeerTable {
   /** Ids of peers with a live direct link. */
   directIds(): string[] {
     return [...this.#entries.values()].filter((e) => e.link).map((e) => e.id);
+  }
+
+  /** The newest membership record of a peer. */
+  record(id: string): PeerRecord | undefined {
+    return this.#entries.get(id)?.record;
   }
 
   records(): PeerRecord[] {
@@ -222,6 +230,7 @@ export class PeerTable {
     } else {
       target.attempts++;
       target.nextDialAt = now + backoffDelay(target.attempts, this.#options, this.#random);
+      if ('fresh' in target) target.fresh = false;
     }
     this.#refresh();
   }
@@ -316,6 +325,7 @@ export class PeerTable {
         state: 'disconnected',
         route: null,
         since: now,
+        announced: '',
       };
       this.#entries.set(id, entry);
     }
@@ -341,7 +351,6 @@ export class PeerTable {
     for (const e of this.#entries.values()) if (e.record) records.set(e.id, e.record);
     const routes = computeRoutes(this.#selfId, this.directIds(), records);
     for (const entry of this.#entries.values()) {
-      const before = this.#signature(entry);
       const hop = routes.get(entry.id);
       if (entry.link) {
         entry.state = 'connected';
@@ -354,8 +363,10 @@ export class PeerTable {
         entry.state = entry.dialing && entry.fresh && !entry.left ? 'connecting' : 'disconnected';
         entry.route = null;
       }
-      if (this.#signature(entry) !== before) {
-        if (!before.startsWith(`${entry.state}|`)) entry.since = now;
+      const signature = this.#signature(entry);
+      if (signature !== entry.announced) {
+        if (!entry.announced.startsWith(`${entry.state}|`)) entry.since = now;
+        entry.announced = signature;
         const view = this.#view(entry);
         for (const listener of this.#listeners) listener(view);
       }

@@ -1,0 +1,168 @@
+/**
+ * GET /api/v1/stream: a WebSocket for client apps. It carries every event, like the SSE stream,
+ * and takes writes. All messages are JSON objects with a type in `t`.
+ *
+ *   client -> server  {t:"auth", key}                      first, unless an Authorization header was sent
+ *                     {t:"set", rid, id, value}             set a data point's value
+ *                     {t:"create", rid, node:{type, name, parent?, owner?, meta?, value?}}
+ *                     {t:"update", rid, id, name?, meta?}
+ *                     {t:"delete", rid, id}
+ *   server -> client  {t:"hello", id, name, version}        once authenticated
+ *                     {t:"event", event}                    every node and peer change
+ *                     {t:"result", rid, ok, node?, error?}  the answer to each write, in any order
+ *                     {t:"error", error}                    a message that could not be understood
+ *
+ * Writes answer once the owner has committed them, exactly as the HTTP API does; many may be in
+ * flight at once. A client that does not read fast enough is closed (code 1013) rather than
+ * buffered without bound.
+ */
+
+import type { FastifyPluginAsync } from 'fastify';
+import Type from 'typebox';
+import Compile from 'typebox/compile';
+import type { WebSocket } from 'ws';
+import { ShoalError } from '../errors.ts';
+import type { EventBus } from '../events.ts';
+import type { Metrics } from '../metrics.ts';
+import type { NodeService } from '../replication/node-service.ts';
+import { type ApiKeys, bearerKey } from './auth.ts';
+import type { ClientSlots } from './events-route.ts';
+
+export interface StreamOptions {
+  nodes: NodeService;
+  events: EventBus;
+  metrics: Metrics;
+  keys: ApiKeys;
+  hello: () => { id: string; name: string; version: string };
+  clientBufferBytes: number;
+  slots: ClientSlots;
+}
+
+const Rid = Type.Union([Type.String({ maxLength: 128 }), Type.Number()]);
+const ClientMessage = Type.Union([
+  Type.Object({ t: Type.Literal('auth'), key: Type.String() }),
+  Type.Object(
+    { t: Type.Literal('set'), rid: Rid, id: Type.String(), value: Type.Unknown() },
+    { required: ['t', 'rid', 'id', 'value'] },
+  ),
+  Type.Object({
+    t: Type.Literal('create'),
+    rid: Rid,
+    node: Type.Object({
+      type: Type.String(),
+      name: Type.String({ minLength: 1, maxLength: 256 }),
+      parent: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+      owner: Type.Optional(Type.String()),
+      meta: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+      value: Type.Optional(Type.Unknown()),
+    }),
+  }),
+  Type.Object({
+    t: Type.Literal('update'),
+    rid: Rid,
+    id: Type.String(),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    meta: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  }),
+  Type.Object({ t: Type.Literal('delete'), rid: Rid, id: Type.String() }),
+]);
+type ClientMessage = Type.Static<typeof ClientMessage>;
+const checkMessage = Compile(ClientMessage);
+
+export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, options) => {
+  app.get('/stream', { websocket: true }, (socket: WebSocket, request) => {
+    if (!options.slots.take()) {
+      socket.close(1013, 'too many clients');
+      return;
+    }
+    let authed = false;
+    let unsubscribe: (() => void) | undefined;
+    const send = (message: unknown): void => {
+      if (socket.bufferedAmount > options.clientBufferBytes) {
+        socket.close(1013, 'too slow');
+        return;
+      }
+      socket.send(JSON.stringify(message));
+    };
+    const begin = (): void => {
+      authed = true;
+      options.metrics.eventClients.inc();
+      send({ t: 'hello', ...options.hello() });
+      unsubscribe = options.events.subscribe((event) => send({ t: 'event', event }));
+    };
+    const headerKey = bearerKey(request.headers.authorization);
+    if (headerKey !== undefined) {
+      if (!options.keys.scopeOf(headerKey)) {
+        socket.close(4401, 'unauthorized');
+        return;
+      }
+      begin();
+    }
+    const authTimer = setTimeout(() => {
+      if (!authed) socket.close(4401, 'no auth message');
+    }, 10_000);
+
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      let parsed: unknown;
+      try {
+        parsed = isBinary ? undefined : JSON.parse(data.toString('utf8'));
+      } catch {
+        parsed = undefined;
+      }
+      if (!checkMessage.Check(parsed)) {
+        send({
+          t: 'error',
+          error: new ShoalError(
+            'SHOAL_BAD_REQUEST',
+            'not a stream message (see GET /api/v1/openapi.json)',
+          ).toJSON().error,
+        });
+        return;
+      }
+      const message = parsed as ClientMessage;
+      if (message.t === 'auth') {
+        if (authed) return;
+        if (!options.keys.scopeOf(message.key)) {
+          socket.close(4401, 'unauthorized');
+          return;
+        }
+        begin();
+        return;
+      }
+      if (!authed) {
+        socket.close(4401, 'authenticate first');
+        return;
+      }
+      run(options.nodes, message).then(
+        (node) => send({ t: 'result', rid: message.rid, ok: true, ...(node ? { node } : {}) }),
+        (err: unknown) => {
+          const error = err instanceof ShoalError ? err : new ShoalError('SHOAL_INTERNAL');
+          send({ t: 'result', rid: message.rid, ok: false, error: error.toJSON().error });
+        },
+      );
+    });
+    socket.on('close', () => {
+      clearTimeout(authTimer);
+      unsubscribe?.();
+      if (authed) options.metrics.eventClients.dec();
+      options.slots.release();
+    });
+  });
+};
+
+async function run(nodes: NodeService, message: Exclude<ClientMessage, { t: 'auth' }>): Promise<unknown> {
+  switch (message.t) {
+    case 'set':
+      return nodes.setValue(message.id, message.value);
+    case 'create':
+      return nodes.create(message.node);
+    case 'update':
+      return nodes.update(message.id, {
+        ...(message.name === undefined ? {} : { name: message.name }),
+        ...(message.meta === undefined ? {} : { meta: message.meta }),
+      });
+    case 'delete':
+      await nodes.delete(message.id);
+      return undefined;
+  }
+}

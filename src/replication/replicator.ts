@@ -1,0 +1,761 @@
+/**
+ * Replication of the node tree across the mesh.
+ *
+ * Every node has one owner, and only the owner changes it: a write anywhere else is forwarded,
+ * hop by hop along the mesh's routes, to the owner, which answers once its commit is durable.
+ * The owner turns each change into an op with the next number of its own sequence and an HLC
+ * stamp, and stores op and new node state in one transaction (see store.ts).
+ *
+ * Propagation is pull-from-log: for every direct link and every owner, a cursor says how far that
+ * peer is known to have the owner's ops. Whenever there is something new, the ops past each
+ * cursor are read from the log and sent in batches; a congested link simply lags and catches up
+ * from the log later, so nothing is dropped and nothing is buffered without bound. When the ops a
+ * peer lacks were compacted away, it gets a snapshot of the owner's nodes instead.
+ *
+ * Who sends what: a peer sends the ops of owner O to a neighbour N when it is O itself, or when
+ * N is not directly linked to O (so N cannot have them first-hand). In a full mesh every op
+ * travels one hop; in a chain A-B-C, B relays between A and C.
+ *
+ * Anti-entropy: the two ends of a new link swap version vectors, and each sets its cursors for
+ * the other to what the other has. The same swap runs with every neighbour whenever routes change
+ * and on a slow timer, so a peer back from a partition gets exactly what it missed.
+ *
+ * Receiving: ops of an owner are applied strictly in sequence order; an op past a gap waits in a
+ * bounded buffer (and the sender is asked for the gap by sending it our version vector), a
+ * duplicate is ignored. So every replica applies every owner's ops exactly once, in order, and
+ * ends in the owner's state.
+ *
+ * Deletes: deleting a node deletes, at its owner, its subtree's nodes of that owner; every other
+ * owner deletes its own nodes below it when the tombstone reaches it. Until then replicas hide
+ * nodes under a deleted parent (store.ts `nodes`).
+ */
+
+import { randomUUID } from 'node:crypto';
+import type { Clock, HybridClock } from '../clock.ts';
+import { ERRORS, type ErrorCode, ShoalError } from '../errors.ts';
+import type { EventBus } from '../events.ts';
+import type { LinkMessage, WriteRequest } from '../link/messages.ts';
+import type { Logger } from '../log.ts';
+import type { MeshApplication } from '../mesh/mesh.ts';
+import type { Metrics } from '../metrics.ts';
+import {
+  type DataPointKind,
+  isNodeType,
+  metaProblem,
+  PARENT_TYPES,
+  valueProblem,
+} from '../store/node-types.ts';
+import {
+  type NodeState,
+  type Op,
+  type ShoalNode,
+  type Store,
+  type StoredNode,
+  toApi,
+} from '../store/store.ts';
+
+/** What replication needs of the mesh. */
+export interface MeshPort {
+  send(peerId: string, message: LinkMessage): boolean;
+  congested(peerId: string): boolean;
+  directPeers(): string[];
+  nextHop(peerId: string): string | undefined;
+  linked(a: string, b: string): boolean;
+}
+
+export interface ReplicatorDeps {
+  selfId: string;
+  store: Store;
+  mesh: MeshPort;
+  clock: Clock;
+  hlc: HybridClock;
+  events: EventBus;
+  metrics: Metrics;
+  log: Logger;
+}
+
+export interface ReplicatorOptions {
+  /** How long a forwarded write may take before the API answers 503. */
+  forwardTimeoutMs: number;
+  /** Local writes waiting for their commit beyond which new ones get 503 (backpressure). */
+  maxPendingWrites: number;
+  /** Ops per `ops` message. */
+  batchOps: number;
+  /** Ops held back waiting for an earlier one of their owner, at most. */
+  maxPendingOps: number;
+  antiEntropyIntervalMs: number;
+}
+
+export interface WriteOutcome {
+  node: ShoalNode | undefined;
+  /** The owner's seq of the op (0 when the write changed nothing). */
+  seq: number;
+}
+
+interface Pending {
+  req: WriteRequest;
+  resolve: (outcome: WriteOutcome) => void;
+  reject: (err: ShoalError) => void;
+}
+
+const SNAPSHOT_CHUNK = 500;
+const MAX_HOPS = 16;
+const GAP_REQUEST_MS = 250;
+const LAG_POLL_MS = 20;
+const RECENT_RESULTS = 4096;
+
+export class Replicator implements MeshApplication {
+  readonly #deps: ReplicatorDeps;
+  readonly #options: ReplicatorOptions;
+  /** Applied seq per owner (mirrors the store, read on every send decision). */
+  readonly #vv = new Map<string, number>();
+  /** Per direct peer: per owner, the seq that peer is known to have. Undefined until its vv. */
+  readonly #cursors = new Map<string, Map<string, number> | undefined>();
+  /** Ops that arrived past a gap, per owner, by seq. */
+  readonly #early = new Map<string, Map<number, Op>>();
+  #earlyCount = 0;
+  readonly #lastGapRequest = new Map<string, number>();
+  /** Snapshot chunks being received, per owner. */
+  readonly #incoming = new Map<string, { seq: number; nodes: StoredNode[] }>();
+  readonly #queue: Pending[] = [];
+  #commitScheduled = false;
+  #flushScheduled = false;
+  #lagTimer: ReturnType<typeof setTimeout> | undefined;
+  #antiEntropyTimer: ReturnType<typeof setInterval> | undefined;
+  #routesTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Forwarded writes of ours awaiting the owner's answer. */
+  readonly #forwarded = new Map<
+    string,
+    {
+      owner: string;
+      resolve: (o: WriteOutcome) => void;
+      reject: (e: ShoalError) => void;
+      timer: ReturnType<typeof setTimeout>;
+    }
+  >();
+  /** Forwarded writes handled here as owner: rid to answer, so a retry is not applied twice. */
+  readonly #recent = new Map<string, Promise<WriteOutcome>>();
+  /** Callers waiting until an owner's ops are applied here up to a seq (read-your-writes). */
+  readonly #waiters: { owner: string; seq: number; resolve: () => void }[] = [];
+  #running = false;
+
+  constructor(deps: ReplicatorDeps, options: ReplicatorOptions) {
+    this.#deps = deps;
+    this.#options = options;
+    for (const [owner, seq] of Object.entries(deps.store.versionVector())) this.#vv.set(owner, seq);
+    const m = deps.metrics;
+    m.gauge(
+      'shoal_replication_applied_seq',
+      'Highest op of each owner applied here, in order.',
+      ['owner'],
+      () => [...this.#vv].map(([owner, seq]) => [{ owner }, seq]),
+    );
+    m.gauge(
+      'shoal_replication_peer_lag_ops',
+      'Ops this peer has that a direct peer is not yet known to have.',
+      ['peer'],
+      () => [...this.#cursors].map(([peer, cursors]) => [{ peer }, cursors ? this.#lagOf(peer, cursors) : 0]),
+    );
+    m.gauge('shoal_replication_pending_writes', 'Local writes waiting for their commit.', [], () => [
+      [{}, this.#queue.length],
+    ]);
+    m.gauge('shoal_store_nodes', 'Live nodes in the store.', [], () => [[{}, deps.store.counts().nodes]]);
+  }
+
+  start(): void {
+    this.#running = true;
+    this.#antiEntropyTimer = setInterval(() => this.#swapVectors(), this.#options.antiEntropyIntervalMs);
+    this.#antiEntropyTimer.unref();
+  }
+
+  stop(): void {
+    this.#running = false;
+    clearInterval(this.#antiEntropyTimer);
+    clearTimeout(this.#lagTimer);
+    clearTimeout(this.#routesTimer);
+    for (const [rid, f] of this.#forwarded) {
+      clearTimeout(f.timer);
+      f.reject(new ShoalError('SHOAL_OWNER_UNREACHABLE', 'the server is shutting down'));
+      this.#forwarded.delete(rid);
+    }
+    for (const p of this.#queue.splice(0))
+      p.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is shutting down'));
+  }
+
+  /** The applied seq of every owner. */
+  versionVector(): Record<string, number> {
+    return Object.fromEntries(this.#vv);
+  }
+
+  /**
+   * Performs a write where it belongs: here when this server owns the node, else at its owner.
+   * Resolves once the owner has committed it durably and this replica has applied it.
+   */
+  async write(owner: string, req: WriteRequest): Promise<WriteOutcome> {
+    if (owner === this.#deps.selfId) return this.#local(req);
+    return this.#forward(owner, req);
+  }
+
+  /** The owner of the node a write is about (for create: the owner asked for). */
+  ownerOf(id: string): string {
+    const node = this.#deps.store.node(id);
+    if (!node || node.deleted) throw new ShoalError('SHOAL_NOT_FOUND', `no node ${id}`);
+    return node.owner;
+  }
+
+  // --- Mesh events -------------------------------------------------------------------------
+
+  linkUp(peerId: string): void {
+    this.#cursors.set(peerId, undefined);
+    this.#deps.mesh.send(peerId, { t: 'vv', vv: this.versionVector() });
+  }
+
+  linkDown(peerId: string): void {
+    this.#cursors.delete(peerId);
+  }
+
+  routesChanged(): void {
+    // Debounced: a peer joining changes many views at once.
+    if (this.#routesTimer) return;
+    this.#routesTimer = setTimeout(() => {
+      this.#routesTimer = undefined;
+      this.#swapVectors();
+      this.#scheduleFlush();
+    }, 50);
+    this.#routesTimer.unref();
+  }
+
+  message(peerId: string, message: LinkMessage): void {
+    switch (message.t) {
+      case 'vv':
+        this.#cursors.set(peerId, new Map(Object.entries(message.vv)));
+        this.#scheduleFlush();
+        return;
+      case 'ops':
+        this.#receiveOps(peerId, message.ops as Op[]);
+        return;
+      case 'snap':
+        this.#receiveSnapshot(message.owner, message.seq, message.nodes as StoredNode[], message.last);
+        return;
+      case 'write':
+        this.#onWrite(message);
+        return;
+      case 'wres':
+        this.#onWriteResult(message);
+        return;
+      default:
+        return;
+    }
+  }
+
+  // --- Local writes: validated, committed in groups, then pushed ----------------------------
+
+  #local(req: WriteRequest): Promise<WriteOutcome> {
+    if (!this.#running)
+      return Promise.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is not running'));
+    if (this.#queue.length >= this.#options.maxPendingWrites) {
+      this.#deps.metrics.writesRefused.inc({ reason: 'overloaded' });
+      return Promise.reject(
+        new ShoalError(
+          'SHOAL_OVERLOADED',
+          `more than ${this.#options.maxPendingWrites} writes are waiting; retry shortly`,
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ req, resolve, reject });
+      if (!this.#commitScheduled) {
+        this.#commitScheduled = true;
+        setImmediate(() => this.#commit());
+      }
+    });
+  }
+
+  /** Commits every queued write in one transaction: one fsync for the whole group. */
+  #commit(): void {
+    this.#commitScheduled = false;
+    const batch = this.#queue.splice(0);
+    if (batch.length === 0) return;
+    const { store, selfId } = this.#deps;
+    const outcomes: (WriteOutcome | ShoalError)[] = [];
+    const applied: Op[] = [];
+    try {
+      store.transaction('FULL', () => {
+        for (const item of batch) {
+          try {
+            const ops = this.#opsFor(item.req);
+            let last: Op | undefined;
+            for (const op of ops) {
+              store.applyOp(op);
+              this.#vv.set(selfId, op.seq);
+              applied.push(op);
+              last = op;
+            }
+            const node = last ? store.node(last.node.id) : undefined;
+            outcomes.push({ node: node && !node.deleted ? toApi(node) : undefined, seq: last?.seq ?? 0 });
+          } catch (err) {
+            if (!(err instanceof ShoalError)) throw err;
+            outcomes.push(err);
+          }
+        }
+      });
+    } catch (err) {
+      // The transaction rolled back: nothing of the batch is stored.
+      this.#vv.set(selfId, store.ownerState(selfId).applied);
+      this.#deps.log.error({ err }, 'commit failed');
+      for (const item of batch)
+        item.reject(new ShoalError('SHOAL_INTERNAL', 'the store could not commit the write'));
+      return;
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome instanceof ShoalError) item.reject(outcome);
+      else item.resolve(outcome);
+    });
+    this.#deps.metrics.opsApplied.inc({ source: 'local' }, applied.length);
+    this.#afterApply(applied);
+  }
+
+  /** The ops a write turns into, checked against the current state. Throws ShoalError. */
+  #opsFor(req: WriteRequest): Op[] {
+    const { store, selfId, hlc } = this.#deps;
+    let seq = this.#vv.get(selfId) ?? 0;
+    const op = (kind: Op['kind'], node: NodeState): Op => ({
+      owner: selfId,
+      seq: ++seq,
+      hlc: hlc.now(),
+      kind,
+      node,
+    });
+    if (req.kind === 'create') {
+      const n = req.node;
+      const existing = store.node(n.id);
+      if (existing && !existing.deleted) {
+        // A retried create: the node is there already.
+        if (existing.owner === selfId && existing.type === n.type) return [];
+        throw new ShoalError('SHOAL_CONFLICT', `node ${n.id} exists already`);
+      }
+      if (existing?.deleted)
+        throw new ShoalError('SHOAL_CONFLICT', `node ${n.id} was deleted; ids are not reused`);
+      this.#checkNode(n);
+      return [op('create', n)];
+    }
+    const current = store.node(req.id);
+    if (!current || current.deleted) throw new ShoalError('SHOAL_NOT_FOUND', `no node ${req.id}`);
+    if (current.owner !== selfId) {
+      throw new ShoalError(
+        'SHOAL_CONFLICT',
+        `node ${req.id} is owned by ${current.owner}, not by this server`,
+      );
+    }
+    const state: NodeState = stateOf(current);
+    switch (req.kind) {
+      case 'update': {
+        const next = {
+          ...state,
+          ...(req.name === undefined ? {} : { name: req.name }),
+          ...(req.meta === undefined ? {} : { meta: req.meta }),
+        };
+        this.#checkNode(next);
+        return [op('update', next)];
+      }
+      case 'value': {
+        if (current.type !== 'DataPoint') {
+          throw new ShoalError(
+            'SHOAL_BAD_REQUEST',
+            `node ${req.id} is a ${current.type}; only a DataPoint takes a value`,
+          );
+        }
+        const problem = valueProblem((current.meta.kind as DataPointKind | undefined) ?? 'number', req.value);
+        if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
+        return [op('value', { ...state, value: req.value })];
+      }
+      case 'delete': {
+        if (current.type === 'Server')
+          throw new ShoalError('SHOAL_BAD_REQUEST', 'a Server node goes away with its server, not by delete');
+        // The node and, below it, every node of this owner; other owners delete their own.
+        const ids = [req.id, ...this.#descendants(req.id).filter((id) => store.node(id)?.owner === selfId)];
+        return ids.map((id) => op('delete', stateOf(store.node(id)!)));
+      }
+    }
+  }
+
+  #checkNode(n: NodeState): void {
+    if (!isNodeType(n.type))
+      throw new ShoalError('SHOAL_BAD_REQUEST', `type: "${String(n.type)}" is not a node type`);
+    if (!n.name.trim()) throw new ShoalError('SHOAL_BAD_REQUEST', 'name: must not be empty');
+    const problem = metaProblem(n.type, n.meta);
+    if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
+    const allowed = PARENT_TYPES[n.type];
+    if (n.parent === null) {
+      if (allowed.length > 0) throw new ShoalError('SHOAL_BAD_REQUEST', `parent: a ${n.type} needs a parent`);
+      return;
+    }
+    if (allowed.length === 0) throw new ShoalError('SHOAL_BAD_REQUEST', `parent: a ${n.type} has no parent`);
+    const parent = this.#deps.store.visibleNode(n.parent);
+    if (!parent) throw new ShoalError('SHOAL_BAD_REQUEST', `parent: no node ${n.parent}`);
+    if (!allowed.includes(parent.type)) {
+      throw new ShoalError(
+        'SHOAL_BAD_REQUEST',
+        `parent: a ${n.type} cannot hang under a ${parent.type} (only ${allowed.join(', ')})`,
+      );
+    }
+    if (n.value !== undefined) {
+      if (n.type !== 'DataPoint')
+        throw new ShoalError('SHOAL_BAD_REQUEST', 'value: only a DataPoint takes a value');
+      const vp = valueProblem((n.meta.kind as DataPointKind | undefined) ?? 'number', n.value);
+      if (vp) throw new ShoalError('SHOAL_BAD_REQUEST', vp);
+    }
+  }
+
+  #descendants(id: string): string[] {
+    const out: string[] = [];
+    const stack = [id];
+    while (stack.length > 0) {
+      for (const child of this.#deps.store.childIds(stack.pop()!)) {
+        out.push(child);
+        stack.push(child);
+      }
+    }
+    return out;
+  }
+
+  /** After ops were applied here: events, cascading deletes, waiters, and pushing them on. */
+  #afterApply(ops: Op[]): void {
+    if (ops.length === 0) return;
+    const { store, events, selfId } = this.#deps;
+    const orphaned: string[] = [];
+    for (const op of ops) {
+      const node = store.node(op.node.id);
+      if (node) events.publish({ type: 'node', op: op.kind, node: toApi(node) });
+      if (op.kind === 'delete' && op.owner !== selfId) {
+        orphaned.push(...this.#descendants(op.node.id).filter((id) => store.node(id)?.owner === selfId));
+      }
+    }
+    this.#cascade(orphaned);
+    this.#wakeWaiters();
+    this.#scheduleFlush();
+  }
+
+  /** Deletes nodes of this server left under another owner's deleted node. */
+  #cascade(ids: string[]): void {
+    for (const id of ids) {
+      this.#local({ kind: 'delete', id }).catch((err: ShoalError) => {
+        if (err.code !== 'SHOAL_NOT_FOUND') this.#deps.log.warn({ err, id }, 'cascading delete failed');
+      });
+    }
+  }
+
+  /** Deletes this server's nodes whose parent is a tombstone (a cascade that was interrupted). */
+  sweepOrphans(): void {
+    const { store, selfId } = this.#deps;
+    const orphans = store
+      .ownerNodes(selfId)
+      .filter((n) => n.parent !== null && store.node(n.parent)?.deleted === true)
+      .map((n) => n.id);
+    this.#cascade(orphans);
+  }
+
+  // --- Propagation --------------------------------------------------------------------------
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  /** Sends every direct peer what it lacks and should get from us, a batch per owner at a time. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (!this.#running) return;
+    const { mesh, store } = this.#deps;
+    let lagging = false;
+    for (const [peer, cursors] of this.#cursors) {
+      if (!cursors) continue;
+      for (const [owner, applied] of this.#vv) {
+        const have = cursors.get(owner) ?? 0;
+        if (have >= applied || !this.#serves(peer, owner)) continue;
+        if (mesh.congested(peer)) {
+          lagging = true;
+          break;
+        }
+        const { logFloor } = store.ownerState(owner);
+        if (have + 1 < logFloor) {
+          this.#sendSnapshot(peer, owner);
+          cursors.set(owner, applied);
+          continue;
+        }
+        const ops = store.opsAfter(owner, have, this.#options.batchOps);
+        if (ops.length === 0) continue;
+        if (!mesh.send(peer, { t: 'ops', ops })) break;
+        cursors.set(owner, ops[ops.length - 1]!.seq);
+        if (ops[ops.length - 1]!.seq < applied) lagging = true;
+      }
+    }
+    if (lagging && !this.#lagTimer) {
+      // Congested links and long backlogs are served again shortly, from the log.
+      this.#lagTimer = setTimeout(() => {
+        this.#lagTimer = undefined;
+        this.#flush();
+      }, LAG_POLL_MS);
+    }
+  }
+
+  /** True when `peer` should get `owner`'s ops from us (see the module comment). */
+  #serves(peer: string, owner: string): boolean {
+    if (peer === owner) return false;
+    return owner === this.#deps.selfId || !this.#deps.mesh.linked(peer, owner);
+  }
+
+  #sendSnapshot(peer: string, owner: string): void {
+    const nodes = this.#deps.store.ownerNodes(owner);
+    const seq = this.#vv.get(owner) ?? 0;
+    this.#deps.metrics.snapshots.inc({ direction: 'sent' });
+    for (let i = 0; i < nodes.length || i === 0; i += SNAPSHOT_CHUNK) {
+      const chunk = nodes
+        .slice(i, i + SNAPSHOT_CHUNK)
+        .map(({ owner: _o, deleted: _d, updatedAt: _u, ...n }) => n);
+      this.#deps.mesh.send(peer, {
+        t: 'snap',
+        owner,
+        seq,
+        nodes: chunk,
+        last: i + SNAPSHOT_CHUNK >= nodes.length,
+      });
+    }
+  }
+
+  #lagOf(peer: string, cursors: Map<string, number>): number {
+    let lag = 0;
+    for (const [owner, applied] of this.#vv) {
+      if (this.#serves(peer, owner)) lag += Math.max(0, applied - (cursors.get(owner) ?? 0));
+    }
+    return lag;
+  }
+
+  /** Tells every neighbour what we have, so each sends what we lack. */
+  #swapVectors(): void {
+    const vv = this.versionVector();
+    for (const peer of this.#deps.mesh.directPeers()) this.#deps.mesh.send(peer, { t: 'vv', vv });
+  }
+
+  // --- Receiving ----------------------------------------------------------------------------
+
+  #receiveOps(from: string, ops: Op[]): void {
+    const { store, hlc } = this.#deps;
+    const applied: Op[] = [];
+    let gap = false;
+    store.transaction('NORMAL', () => {
+      for (const op of ops) {
+        hlc.receive(op.hlc);
+        const result = store.applyOp(op);
+        if (result === 'applied') {
+          this.#vv.set(op.owner, op.seq);
+          applied.push(op);
+          this.#drainEarly(op.owner, applied);
+        } else if (result === 'gap') {
+          gap = true;
+          this.#holdEarly(op);
+        }
+      }
+    });
+    if (applied.length > 0) this.#deps.metrics.opsApplied.inc({ source: 'remote' }, applied.length);
+    if (gap) this.#requestGap(from);
+    this.#afterApply(applied);
+  }
+
+  #holdEarly(op: Op): void {
+    if (this.#earlyCount >= this.#options.maxPendingOps) return; // It will be sent again.
+    let held = this.#early.get(op.owner);
+    if (!held) this.#early.set(op.owner, (held = new Map()));
+    if (!held.has(op.seq)) {
+      held.set(op.seq, op);
+      this.#earlyCount++;
+    }
+  }
+
+  /** Applies held ops of `owner` that are now next in line. */
+  #drainEarly(owner: string, applied: Op[]): void {
+    const held = this.#early.get(owner);
+    if (!held) return;
+    for (;;) {
+      const next = held.get((this.#vv.get(owner) ?? 0) + 1);
+      if (!next) break;
+      held.delete(next.seq);
+      this.#earlyCount--;
+      if (this.#deps.store.applyOp(next) !== 'applied') break;
+      this.#vv.set(owner, next.seq);
+      applied.push(next);
+    }
+    // Ops at or below what is applied are stale now.
+    const floor = this.#vv.get(owner) ?? 0;
+    for (const seq of held.keys()) {
+      if (seq <= floor) {
+        held.delete(seq);
+        this.#earlyCount--;
+      }
+    }
+    if (held.size === 0) this.#early.delete(owner);
+  }
+
+  #requestGap(from: string): void {
+    const now = this.#deps.clock.now();
+    if (now - (this.#lastGapRequest.get(from) ?? 0) < GAP_REQUEST_MS) return;
+    this.#lastGapRequest.set(from, now);
+    this.#deps.mesh.send(from, { t: 'vv', vv: this.versionVector() });
+  }
+
+  #receiveSnapshot(owner: string, seq: number, nodes: StoredNode[], last: boolean): void {
+    let incoming = this.#incoming.get(owner);
+    if (!incoming || incoming.seq !== seq) this.#incoming.set(owner, (incoming = { seq, nodes: [] }));
+    incoming.nodes.push(...nodes);
+    if (!last) return;
+    this.#incoming.delete(owner);
+    if (seq <= (this.#vv.get(owner) ?? 0)) return; // Caught up some other way meanwhile.
+    const { store } = this.#deps;
+    store.transaction('NORMAL', () => store.replaceOwner(owner, seq, incoming.nodes));
+    this.#vv.set(owner, seq);
+    this.#early.delete(owner);
+    this.#deps.metrics.snapshots.inc({ direction: 'received' });
+    for (const node of incoming.nodes) {
+      const stored = store.node(node.id);
+      if (stored) this.#deps.events.publish({ type: 'node', op: 'update', node: toApi(stored) });
+    }
+    this.#wakeWaiters();
+    this.#scheduleFlush();
+  }
+
+  // --- Forwarded writes ---------------------------------------------------------------------
+
+  #forward(owner: string, req: WriteRequest): Promise<WriteOutcome> {
+    const { mesh, selfId } = this.#deps;
+    const hop = mesh.nextHop(owner);
+    if (!hop) {
+      this.#deps.metrics.forwardedWrites.inc({ result: 'unreachable' });
+      return Promise.reject(
+        new ShoalError('SHOAL_OWNER_UNREACHABLE', `the owner ${owner} is not reachable from here now`),
+      );
+    }
+    const rid = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#forwarded.delete(rid);
+        this.#deps.metrics.forwardedWrites.inc({ result: 'timeout' });
+        reject(
+          new ShoalError(
+            'SHOAL_OWNER_UNREACHABLE',
+            `the owner ${owner} did not answer within ${this.#options.forwardTimeoutMs} ms`,
+          ),
+        );
+      }, this.#options.forwardTimeoutMs);
+      this.#forwarded.set(rid, { owner, resolve, reject, timer });
+      mesh.send(hop, { t: 'write', rid, from: selfId, to: owner, ttl: MAX_HOPS, req });
+    });
+  }
+
+  #onWrite(message: Extract<LinkMessage, { t: 'write' }>): void {
+    const { selfId } = this.#deps;
+    if (message.to !== selfId) {
+      this.#relay(message) ||
+        this.#answer(message, new ShoalError('SHOAL_OWNER_UNREACHABLE', `no route to ${message.to}`));
+      return;
+    }
+    let outcome = this.#recent.get(message.rid);
+    if (!outcome) {
+      outcome = this.#local(message.req);
+      this.#recent.set(message.rid, outcome);
+      if (this.#recent.size > RECENT_RESULTS) this.#recent.delete(this.#recent.keys().next().value!);
+    }
+    outcome.then(
+      (o) => this.#answer(message, o),
+      (err: unknown) =>
+        this.#answer(message, err instanceof ShoalError ? err : new ShoalError('SHOAL_INTERNAL')),
+    );
+  }
+
+  #answer(request: Extract<LinkMessage, { t: 'write' }>, outcome: WriteOutcome | ShoalError): void {
+    const base = {
+      t: 'wres' as const,
+      rid: request.rid,
+      from: this.#deps.selfId,
+      to: request.from,
+      ttl: MAX_HOPS,
+    };
+    const reply: Extract<LinkMessage, { t: 'wres' }> =
+      outcome instanceof ShoalError
+        ? { ...base, ok: false, error: { code: outcome.code, message: outcome.message } }
+        : { ...base, ok: true, seq: outcome.seq, ...(outcome.node ? { node: outcome.node } : {}) };
+    // The ops go out before the answer, so the asker usually has them when the answer arrives.
+    this.#flush();
+    this.#relay(reply);
+  }
+
+  /** Sends a routed message one hop on toward `to`; false when there is no route. */
+  #relay(message: Extract<LinkMessage, { t: 'write' | 'wres' }>): boolean {
+    if (message.ttl <= 0) return false;
+    const hop = this.#deps.mesh.nextHop(message.to);
+    return hop !== undefined && this.#deps.mesh.send(hop, { ...message, ttl: message.ttl - 1 });
+  }
+
+  #onWriteResult(message: Extract<LinkMessage, { t: 'wres' }>): void {
+    if (message.to !== this.#deps.selfId) {
+      this.#relay(message);
+      return;
+    }
+    const pending = this.#forwarded.get(message.rid);
+    if (!pending) return;
+    this.#forwarded.delete(message.rid);
+    clearTimeout(pending.timer);
+    if (!message.ok) {
+      this.#deps.metrics.forwardedWrites.inc({ result: 'refused' });
+      const code = (message.error?.code ?? 'SHOAL_INTERNAL') as ErrorCode;
+      pending.reject(new ShoalError(code in ERRORS ? code : 'SHOAL_INTERNAL', message.error?.message));
+      return;
+    }
+    this.#deps.metrics.forwardedWrites.inc({ result: 'ok' });
+    const seq = message.seq ?? 0;
+    const node = message.node as ShoalNode | undefined;
+    // Read-your-writes: answer once this replica has the op too (or soon, regardless).
+    this.#waitFor(pending.owner, seq, this.#options.forwardTimeoutMs).then(() => {
+      const local = node ? this.#deps.store.node(node.id) : undefined;
+      pending.resolve({
+        node: local && !local.deleted && local.version >= (node?.version ?? 0) ? toApi(local) : node,
+        seq,
+      });
+    });
+  }
+
+  #waitFor(owner: string, seq: number, timeoutMs: number): Promise<void> {
+    if ((this.#vv.get(owner) ?? 0) >= seq) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiter = { owner, seq, resolve };
+      this.#waiters.push(waiter);
+      setTimeout(() => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        resolve();
+      }, timeoutMs).unref();
+    });
+  }
+
+  #wakeWaiters(): void {
+    for (let i = this.#waiters.length - 1; i >= 0; i--) {
+      const w = this.#waiters[i]!;
+      if ((this.#vv.get(w.owner) ?? 0) >= w.seq) {
+        this.#waiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+}
+
+function stateOf(node: StoredNode): NodeState {
+  return {
+    id: node.id,
+    type: node.type,
+    parent: node.parent,
+    name: node.name,
+    meta: node.meta,
+    ...(node.value === undefined ? {} : { value: node.value }),
+  };
+}

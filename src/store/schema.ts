@@ -1,0 +1,45 @@
+/**
+ * The SQLite schema, as numbered migrations. `PRAGMA user_version` records how far a database
+ * has come; each migration runs in a transaction with its version bump, so a crash leaves a
+ * database at one version or the next, never between. ONLY APPEND MIGRATIONS.
+ */
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: nodes (live and tombstones), the per-owner op log, how far each owner is applied, series.
+  `
+  CREATE TABLE nodes (
+    id       TEXT PRIMARY KEY,
+    type     TEXT NOT NULL,
+    parent   TEXT,
+    owner    TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    meta     TEXT NOT NULL,
+    value    TEXT,
+    hlc      TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    deleted  INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE INDEX nodes_parent ON nodes (parent);
+  CREATE INDEX nodes_owner ON nodes (owner, version);
+
+  CREATE TABLE ops (
+    owner  TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (owner, seq)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE owners (
+    owner      TEXT PRIMARY KEY,
+    applied    INTEGER NOT NULL,
+    log_floor  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE series (
+    node_id  TEXT NOT NULL,
+    t        INTEGER NOT NULL,
+    value    TEXT NOT NULL
+  );
+  CREATE INDEX series_node_t ON series (node_id, t);
+  `,
+];

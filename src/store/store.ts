@@ -1,0 +1,362 @@
+/**
+ * The durable store of a peer: the node tree, the op log of every owner, how far each owner's log
+ * is applied here, and data point series, in one SQLite database (WAL mode) behind this small
+ * interface.
+ *
+ * Invariants:
+ * - An op and the node state it produces are written in the same transaction, so after a crash
+ *   the node table and `owners.applied` always agree with the log.
+ * - Ops of one owner are applied strictly in sequence order: `applyOp` refuses a gap, and an op
+ *   at or below `applied` is a duplicate and changes nothing.
+ * - The log of an owner holds every op from `log_floor` to `applied`; older ops were compacted
+ *   away, and a peer that needs them gets a snapshot of the owner's nodes instead.
+ *
+ * Durability: local writes commit with `synchronous=FULL` (fsync before the API answers);
+ * replicated ops may commit with `synchronous=NORMAL`, since a replica that loses its last
+ * replicated ops in a power cut simply fetches them again from the mesh.
+ */
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { decodeHlc, hlcToIso } from '../clock.ts';
+import { ShoalError } from '../errors.ts';
+import type { NodeType } from './node-types.ts';
+import { MIGRATIONS } from './schema.ts';
+
+/** A node as the API shows it. */
+export interface ShoalNode {
+  id: string;
+  type: NodeType;
+  parent: string | null;
+  owner: string;
+  name: string;
+  meta: Record<string, unknown>;
+  value?: unknown;
+  updatedAt: string;
+  /** The owner's op sequence number of the node's last change. */
+  version: number;
+}
+
+/** The state of a node carried by an op: everything but what the op itself says. */
+export interface NodeState {
+  id: string;
+  type: NodeType;
+  parent: string | null;
+  name: string;
+  meta: Record<string, unknown>;
+  value?: unknown;
+}
+
+export type OpKind = 'create' | 'update' | 'value' | 'delete';
+
+/** One change by an owner: the node's whole state after it. */
+export interface Op {
+  owner: string;
+  seq: number;
+  hlc: string;
+  kind: OpKind;
+  node: NodeState;
+}
+
+export interface StoredNode extends ShoalNode {
+  hlc: string;
+  deleted: boolean;
+}
+
+export interface NodeFilter {
+  type?: string;
+  owner?: string;
+  parent?: string;
+}
+
+export interface SeriesPoint {
+  t: number;
+  value: unknown;
+}
+
+interface NodeRow {
+  id: string;
+  type: string;
+  parent: string | null;
+  owner: string;
+  name: string;
+  meta: string;
+  value: string | null;
+  hlc: string;
+  version: number;
+  deleted: number;
+}
+
+export type ApplyResult = 'applied' | 'duplicate' | 'gap';
+
+export class Store {
+  readonly #db: Database.Database;
+  readonly #sql;
+  #sync: 'FULL' | 'NORMAL' = 'FULL';
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    try {
+      this.#db = new Database(file);
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma('synchronous = FULL');
+      this.#db.pragma('foreign_keys = OFF');
+      this.#db.pragma('busy_timeout = 5000');
+      migrate(this.#db);
+    } catch (err) {
+      throw new ShoalError('SHOAL_DATA_DIR', `store ${file}: ${(err as Error).message}`);
+    }
+    const db = this.#db;
+    this.#sql = {
+      node: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE id = ?'),
+      upsertNode: db.prepare(
+        `INSERT INTO nodes (id, type, parent, owner, name, meta, value, hlc, version, deleted)
+         VALUES (@id, @type, @parent, @owner, @name, @meta, @value, @hlc, @version, @deleted)
+         ON CONFLICT (id) DO UPDATE SET type = excluded.type, parent = excluded.parent, owner = excluded.owner,
+           name = excluded.name, meta = excluded.meta, value = excluded.value, hlc = excluded.hlc,
+           version = excluded.version, deleted = excluded.deleted`,
+      ),
+      insertOp: db.prepare('INSERT OR IGNORE INTO ops (owner, seq, body) VALUES (?, ?, ?)'),
+      opsAfter: db.prepare<[string, number, number], { body: string }>(
+        'SELECT body FROM ops WHERE owner = ? AND seq > ? ORDER BY seq LIMIT ?',
+      ),
+      owner: db.prepare<[string], { applied: number; log_floor: number }>(
+        'SELECT applied, log_floor FROM owners WHERE owner = ?',
+      ),
+      owners: db.prepare<[], { owner: string; applied: number; log_floor: number }>('SELECT * FROM owners'),
+      setApplied: db.prepare(
+        `INSERT INTO owners (owner, applied, log_floor) VALUES (?, ?, ?)
+         ON CONFLICT (owner) DO UPDATE SET applied = excluded.applied, log_floor = excluded.log_floor`,
+      ),
+      ownerNodes: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE owner = ? AND deleted = 0'),
+      deleteOwnerNodes: db.prepare('DELETE FROM nodes WHERE owner = ?'),
+      deleteOwnerOps: db.prepare('DELETE FROM ops WHERE owner = ?'),
+      insertPoint: db.prepare('INSERT INTO series (node_id, t, value) VALUES (?, ?, ?)'),
+      series: db.prepare<[string, number, number, number], { t: number; value: string }>(
+        'SELECT t, value FROM series WHERE node_id = ? AND t >= ? AND t <= ? ORDER BY t LIMIT ?',
+      ),
+      children: db.prepare<[string], { id: string }>('SELECT id FROM nodes WHERE parent = ? AND deleted = 0'),
+      compactOps: db.prepare('DELETE FROM ops WHERE owner = ? AND seq < ?'),
+      gcTombstones: db.prepare(
+        `DELETE FROM nodes WHERE deleted = 1 AND hlc < ?
+           AND version < COALESCE((SELECT log_floor FROM owners WHERE owners.owner = nodes.owner), 0)`,
+      ),
+      pruneSeries: db.prepare(
+        `DELETE FROM series WHERE t < @now - COALESCE(
+           (SELECT json_extract(meta, '$.retentionMs') FROM nodes WHERE nodes.id = series.node_id), @retention)`,
+      ),
+      counts: db.prepare<[], { nodes: number; ops: number; points: number }>(
+        `SELECT (SELECT COUNT(*) FROM nodes WHERE deleted = 0) AS nodes, (SELECT COUNT(*) FROM ops) AS ops,
+                (SELECT COUNT(*) FROM series) AS points`,
+      ),
+    };
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  /** Runs `fn` in one transaction; `sync` says how durable its commit is (see the module comment). */
+  transaction<T>(sync: 'FULL' | 'NORMAL', fn: () => T): T {
+    if (sync !== this.#sync) {
+      this.#db.pragma(`synchronous = ${sync}`);
+      this.#sync = sync;
+    }
+    return this.#db.transaction(fn)();
+  }
+
+  node(id: string): StoredNode | undefined {
+    const row = this.#sql.node.get(id);
+    return row && fromRow(row);
+  }
+
+  /**
+   * Live nodes that hang, through live ancestors, from a root: a node under a deleted (or not yet
+   * replicated) parent is not shown, so a deleted subtree disappears at once everywhere, even
+   * before the owners of its parts have deleted them.
+   */
+  nodes(filter: NodeFilter = {}): ShoalNode[] {
+    const where: string[] = [];
+    const params: Record<string, string> = {};
+    for (const key of ['type', 'owner', 'parent'] as const) {
+      if (filter[key] !== undefined) {
+        where.push(`n.${key} = @${key}`);
+        params[key] = filter[key];
+      }
+    }
+    const rows = this.#db
+      .prepare<Record<string, string>, NodeRow>(
+        `WITH RECURSIVE live (id) AS (
+           SELECT id FROM nodes WHERE parent IS NULL AND deleted = 0
+           UNION ALL
+           SELECT c.id FROM nodes c JOIN live ON c.parent = live.id WHERE c.deleted = 0
+         )
+         SELECT n.* FROM nodes n JOIN live ON live.id = n.id
+         ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+         ORDER BY n.type, n.name, n.id`,
+      )
+      .all(params);
+    return rows.map((r) => toApi(fromRow(r)));
+  }
+
+  /** A live node whose every ancestor is live, or undefined. */
+  visibleNode(id: string): StoredNode | undefined {
+    const node = this.node(id);
+    if (!node || node.deleted) return undefined;
+    let parent = node.parent;
+    for (let depth = 0; parent !== null; depth++) {
+      const up = this.node(parent);
+      if (!up || up.deleted || depth > 64) return undefined;
+      parent = up.parent;
+    }
+    return node;
+  }
+
+  childIds(id: string): string[] {
+    return this.#sql.children.all(id).map((r) => r.id);
+  }
+
+  /** How far each owner's ops are applied here: the version vector. */
+  versionVector(): Record<string, number> {
+    return Object.fromEntries(this.#sql.owners.all().map((r) => [r.owner, r.applied]));
+  }
+
+  /** The applied seq and the lowest seq still in the log of an owner. */
+  ownerState(owner: string): { applied: number; logFloor: number } {
+    const row = this.#sql.owner.get(owner);
+    return row ? { applied: row.applied, logFloor: row.log_floor } : { applied: 0, logFloor: 1 };
+  }
+
+  /**
+   * Applies one op (inside a transaction): stores it in the log and the node state it carries.
+   * 'duplicate' when it was applied before, 'gap' when an earlier op of its owner is missing.
+   */
+  applyOp(op: Op): ApplyResult {
+    const { applied, logFloor } = this.ownerState(op.owner);
+    if (op.seq <= applied) return 'duplicate';
+    if (op.seq !== applied + 1) return 'gap';
+    this.#sql.insertOp.run(op.owner, op.seq, JSON.stringify(op));
+    this.#sql.setApplied.run(op.owner, op.seq, logFloor);
+    const n = op.node;
+    this.#sql.upsertNode.run({
+      id: n.id,
+      type: n.type,
+      parent: n.parent,
+      owner: op.owner,
+      name: n.name,
+      meta: JSON.stringify(n.meta),
+      value: n.value === undefined ? null : JSON.stringify(n.value),
+      hlc: op.hlc,
+      version: op.seq,
+      deleted: op.kind === 'delete' ? 1 : 0,
+    });
+    if (op.kind === 'value' && n.type === 'DataPoint') {
+      this.#sql.insertPoint.run(n.id, decodeHlc(op.hlc)?.wall ?? 0, JSON.stringify(n.value ?? null));
+    }
+    return 'applied';
+  }
+
+  /** Ops of `owner` after `afterSeq`, oldest first, at most `limit`. */
+  opsAfter(owner: string, afterSeq: number, limit: number): Op[] {
+    return this.#sql.opsAfter.all(owner, afterSeq, limit).map((r) => JSON.parse(r.body) as Op);
+  }
+
+  /** The live nodes of an owner, for a snapshot. */
+  ownerNodes(owner: string): StoredNode[] {
+    return this.#sql.ownerNodes.all(owner).map(fromRow);
+  }
+
+  /**
+   * Replaces everything held of `owner` by a snapshot of its nodes at `seq` (inside a
+   * transaction). Used when the ops this peer lacks were compacted away on the sender.
+   */
+  replaceOwner(owner: string, seq: number, nodes: StoredNode[]): void {
+    this.#sql.deleteOwnerNodes.run(owner);
+    this.#sql.deleteOwnerOps.run(owner);
+    for (const n of nodes) {
+      this.#sql.upsertNode.run({
+        id: n.id,
+        type: n.type,
+        parent: n.parent,
+        owner,
+        name: n.name,
+        meta: JSON.stringify(n.meta),
+        value: n.value === undefined ? null : JSON.stringify(n.value),
+        hlc: n.hlc,
+        version: n.version,
+        deleted: 0,
+      });
+    }
+    this.#sql.setApplied.run(owner, seq, seq + 1);
+  }
+
+  series(id: string, from: number, to: number, limit: number): SeriesPoint[] {
+    return this.#sql.series.all(id, from, to, limit).map((r) => ({ t: r.t, value: JSON.parse(r.value) }));
+  }
+
+  /** Drops ops of each owner beyond the newest `keep`, raising its log floor. */
+  compactLog(keep: number): number {
+    let removed = 0;
+    this.transaction('NORMAL', () => {
+      for (const { owner, applied } of this.#sql.owners.all()) {
+        const floor = applied - keep + 1;
+        if (floor <= this.ownerState(owner).logFloor) continue;
+        removed += this.#sql.compactOps.run(owner, floor).changes;
+        this.#sql.setApplied.run(owner, applied, floor);
+      }
+    });
+    return removed;
+  }
+
+  /** Forgets tombstones older than `beforeHlc` whose op has left the log (snapshots cover them). */
+  collectTombstones(beforeHlc: string): number {
+    return this.#sql.gcTombstones.run(beforeHlc).changes;
+  }
+
+  /** Drops series values older than their data point's retention (or the default one). */
+  pruneSeries(nowMs: number, defaultRetentionMs: number): number {
+    return this.#sql.pruneSeries.run({ now: nowMs, retention: defaultRetentionMs }).changes;
+  }
+
+  counts(): { nodes: number; ops: number; points: number } {
+    return this.#sql.counts.get()!;
+  }
+}
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(
+      `the database is of a newer shoal (schema ${version}; this one knows ${MIGRATIONS.length})`,
+    );
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+function fromRow(row: NodeRow): StoredNode {
+  return {
+    id: row.id,
+    type: row.type as NodeType,
+    parent: row.parent,
+    owner: row.owner,
+    name: row.name,
+    meta: JSON.parse(row.meta) as Record<string, unknown>,
+    ...(row.value === null ? {} : { value: JSON.parse(row.value) as unknown }),
+    updatedAt: hlcToIso(row.hlc),
+    version: row.version,
+    hlc: row.hlc,
+    deleted: row.deleted === 1,
+  };
+}
+
+/** The API's view of a stored node. */
+export function toApi(node: StoredNode): ShoalNode {
+  const { hlc: _hlc, deleted: _deleted, ...rest } = node;
+  return rest;
+}
