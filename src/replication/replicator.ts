@@ -567,7 +567,10 @@ export class Replicator implements MeshApplication {
   #holdEarly(op: Op): void {
     if (this.#earlyCount >= this.#options.maxPendingOps) return; // It will be sent again.
     let held = this.#early.get(op.owner);
-    if (!held) this.#early.set(op.owner, (held = new Map()));
+    if (!held) {
+      held = new Map();
+      this.#early.set(op.owner, held);
+    }
     if (!held.has(op.seq)) {
       held.set(op.seq, op);
       this.#earlyCount++;
@@ -607,7 +610,10 @@ export class Replicator implements MeshApplication {
 
   #receiveSnapshot(owner: string, seq: number, nodes: StoredNode[], last: boolean): void {
     let incoming = this.#incoming.get(owner);
-    if (!incoming || incoming.seq !== seq) this.#incoming.set(owner, (incoming = { seq, nodes: [] }));
+    if (!incoming || incoming.seq !== seq) {
+      incoming = { seq, nodes: [] };
+      this.#incoming.set(owner, incoming);
+    }
     incoming.nodes.push(...nodes);
     if (!last) return;
     this.#incoming.delete(owner);
@@ -716,7 +722,7 @@ export class Replicator implements MeshApplication {
     const seq = message.seq ?? 0;
     const node = message.node as ShoalNode | undefined;
     // Read-your-writes: answer once this replica has the op too (or soon, regardless).
-    this.#waitFor(pending.owner, seq, this.#options.forwardTimeoutMs).then(() => {
+    void this.#waitFor(pending.owner, seq, this.#options.forwardTimeoutMs).then(() => {
       const local = node ? this.#deps.store.node(node.id) : undefined;
       pending.resolve({
         node: local && !local.deleted && local.version >= (node?.version ?? 0) ? toApi(local) : node,
