@@ -70,8 +70,12 @@ export class HybridClock {
     if (physical > this.#wall) {
       this.#wall = physical;
       this.#logical = 0;
-    } else {
+    } else if (this.#logical < MAX_LOGICAL) {
       this.#logical++;
+    } else {
+      // The six-digit counter is full: borrow the next millisecond, so stamps keep increasing.
+      this.#wall++;
+      this.#logical = 0;
     }
     return encodeHlc(this.#wall, this.#logical);
   }
@@ -101,9 +105,10 @@ export class HybridClock {
 }
 
 const HLC_FORMAT = /^(\d{15})-(\d{6})$/;
+const MAX_LOGICAL = 999_999;
 
 export function encodeHlc(wall: number, logical: number): string {
-  return `${String(wall).padStart(15, '0')}-${String(Math.min(logical, 999_999)).padStart(6, '0')}`;
+  return `${String(wall).padStart(15, '0')}-${String(Math.min(logical, MAX_LOGICAL)).padStart(6, '0')}`;
 }
 
 export function decodeHlc(stamp: string): { wall: number; logical: number } | undefined {

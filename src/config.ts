@@ -35,7 +35,7 @@ export const ConfigSchema = Type.Object(
     dataDir: Type.String({ minLength: 1 }),
     secret: Type.String(),
     secretFile: Type.String(),
-    peers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$' })),
+    peers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9._-]+):[0-9]{1,5}$' })),
     logLevel: LogLevel,
     beaconIntervalMs: Ms(50),
     beaconJitter: Fraction,
@@ -355,7 +355,7 @@ export function parseSetting(field: keyof Config, raw: string, source: string): 
 
 /** Splits "HOST:PORT" (or "[v6]:PORT") into its parts. */
 export function parseHostPort(value: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port < 1 || port > 65535) {
     throw new ShoalError('SHOAL_BAD_CONFIG', `peer "${value}": must be HOST:PORT`);

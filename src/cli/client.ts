@@ -27,15 +27,31 @@ export class ApiClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.#fetch(path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return (text ? safeJson(text) : undefined) as T;
+  }
+
+  /** Opens a streaming GET (Server-Sent Events); the caller reads the body. */
+  async stream(path: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    const response = await this.#fetch(path, {
+      headers: { accept: 'text/event-stream' },
+      ...(signal ? { signal } : {}),
+    });
+    return response.body as unknown as AsyncIterable<Uint8Array>;
+  }
+
+  /** fetch with the key; throws the API's error (with its code) for any answer but 2xx. */
+  async #fetch(path: string, init: RequestInit & { headers: Record<string, string> }): Promise<Response> {
     let response: Response;
     try {
       response = await fetch(this.url + path, {
-        method,
-        headers: {
-          ...(this.#key ? { authorization: `Bearer ${this.#key}` } : {}),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...init,
+        headers: { ...init.headers, ...(this.#key ? { authorization: `Bearer ${this.#key}` } : {}) },
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
@@ -44,14 +60,14 @@ export class ApiClient {
         `cannot reach ${this.url} (${cause}); is the peer running? (--url)`,
       );
     }
-    const text = await response.text();
-    const json = text ? safeJson(text) : undefined;
-    if (!response.ok) {
-      const error = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
-      const code = error?.code && error.code in ERRORS ? (error.code as ErrorCode) : 'SHOAL_INTERNAL';
-      throw new ShoalError(code, error?.message ?? `${method} ${path} answered ${response.status}`);
-    }
-    return json as T;
+    if (response.ok) return response;
+    const json = safeJson(await response.text());
+    const error = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
+    const code = error?.code && error.code in ERRORS ? (error.code as ErrorCode) : 'SHOAL_INTERNAL';
+    throw new ShoalError(
+      code,
+      error?.message ?? `${init.method ?? 'GET'} ${path} answered ${response.status}`,
+    );
   }
 }
 

@@ -10,6 +10,7 @@ import { isShoalError, ShoalError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { demo } from './demo.ts';
 import { init } from './init.ts';
+import { createNode, deleteNode, getNode, listNodes, series, setValue, updateNode, watch } from './nodes.ts';
 import { peers } from './peers.ts';
 import { start } from './start.ts';
 
@@ -100,6 +101,56 @@ export function program(): Command {
       await peers(opts);
     },
   );
+
+  type Opts = { url?: string; apiKey?: string; data?: string; json?: boolean };
+  clientOptions(cli.command('nodes').description('list the node tree of the whole mesh'))
+    .option('--type <type>', 'only nodes of this type')
+    .option('--owner <id>', 'only nodes owned by this server')
+    .option('--parent <id>', 'only children of this node')
+    .action((opts: Opts & { type?: string; owner?: string; parent?: string }) => listNodes(opts));
+  clientOptions(cli.command('get').argument('<id>').description('show one node')).action(
+    (id: string, opts: Opts) => getNode(id, opts),
+  );
+  clientOptions(
+    cli
+      .command('set')
+      .argument('<id>')
+      .argument('<value>', 'JSON (21.5, true, "on") or plain text')
+      .description("set a data point's value, wherever its owner is"),
+  ).action((id: string, value: string, opts: Opts) => setValue(id, value, opts));
+  clientOptions(
+    cli
+      .command('create')
+      .argument('<type>', 'Project, DataPoint, HighThreshold, ...')
+      .argument('<name>')
+      .description('create a node (owned by this server unless --owner)'),
+  )
+    .option('--parent <id>', 'the parent node (default the owner server)')
+    .option('--owner <id>', 'the server that will own it')
+    .option('--meta <json>', 'the meta object, as JSON')
+    .option('--value <value>', 'a first value (data points)')
+    .action(
+      (
+        type: string,
+        name: string,
+        opts: Opts & { parent?: string; owner?: string; meta?: string; value?: string },
+      ) => createNode(type, name, opts),
+    );
+  clientOptions(cli.command('update').argument('<id>').description("change a node's name or meta"))
+    .option('--name <name>', 'the new name')
+    .option('--meta <json>', 'the new meta object, as JSON')
+    .action((id: string, opts: Opts & { name?: string; meta?: string }) => updateNode(id, opts));
+  clientOptions(
+    cli.command('delete').argument('<id>').description('delete a node and its subtree, mesh-wide'),
+  ).action((id: string, opts: Opts) => deleteNode(id, opts));
+  clientOptions(cli.command('series').argument('<id>').description("a data point's recorded values"))
+    .option('--from <time>', 'ISO 8601 or ms since the epoch')
+    .option('--to <time>', 'ISO 8601 or ms since the epoch')
+    .option('--limit <n>', 'at most this many values')
+    .action((id: string, opts: Opts & { from?: string; to?: string; limit?: string }) => series(id, opts));
+  clientOptions(
+    cli.command('watch').description('print every change in the mesh as it happens (Ctrl-C stops)'),
+  ).action((opts: Opts) => watch(opts));
 
   return cli;
 }

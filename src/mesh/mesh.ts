@@ -218,13 +218,21 @@ export class Mesh {
 
   #dial(plan: DialPlan): void {
     const host = plan.address.includes(':') ? `[${plan.address}]` : plan.address;
-    const ws = new WebSocket(`ws://${host}:${plan.port}/mesh/v1`, {
-      perMessageDeflate: false,
-      maxPayload: this.#options.maxFrameBytes,
-      handshakeTimeout: this.#options.handshakeTimeoutMs,
-    });
-    this.#dials.set(ws, plan.key);
     this.table.dialStarted(plan.key);
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(`ws://${host}:${plan.port}/mesh/v1`, {
+        perMessageDeflate: false,
+        maxPayload: this.#options.maxFrameBytes,
+        handshakeTimeout: this.#options.handshakeTimeoutMs,
+      });
+    } catch (err) {
+      // An address no URL can hold (from gossip or a beacon): a failed dial, not a crash.
+      this.#deps.log.debug({ err: (err as Error).message, to: plan }, 'dial refused');
+      this.table.dialEnded(plan.key);
+      return;
+    }
+    this.#dials.set(ws, plan.key);
     const failed = (): void => {
       if (this.#dials.delete(ws)) {
         this.table.dialEnded(plan.key);

@@ -4,6 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { after, describe, test } from 'node:test';
 import type { ShoalNode } from '../../src/store/store.ts';
 import { fullMesh, type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
@@ -24,6 +25,39 @@ async function api<T = unknown>(
   });
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+function rawRequest(
+  peer: PeerProcess,
+  method: string,
+  path: string,
+  body: string,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(peer.url + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${peer.apiKey}`,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      },
+    });
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', (err) => {
+      if (
+        (err as NodeJS.ErrnoException).code !== 'EPIPE' &&
+        (err as NodeJS.ErrnoException).code !== 'ECONNRESET'
+      )
+        reject(err);
+    });
+    req.end(body);
+  });
 }
 
 async function create(peer: PeerProcess, node: Record<string, unknown>): Promise<ShoalNode> {
@@ -77,6 +111,7 @@ describe('replication across three peers', () => {
   test('a write to a node owned elsewhere is forwarded, and readable here at once', async () => {
     const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
     const point = await create(b, { type: 'DataPoint', name: 'humidity', meta: { unit: '%' } });
+    await waitFor('a to have the new node', async () => (await nodeOn(a, point.id)) !== undefined);
     for (let i = 1; i <= 5; i++) {
       const res = await api<ShoalNode>(a, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: 40 + i });
       assert.equal(res.status, 200);
@@ -170,13 +205,6 @@ describe('replication across three peers', () => {
       ['GET', '/api/v1/nodes/no-such-node', undefined, 404, 'SHOAL_NOT_FOUND'],
       ['PATCH', `/api/v1/nodes/${point.id}`, {}, 400, 'SHOAL_BAD_REQUEST'],
       ['DELETE', `/api/v1/nodes/${a.id}`, undefined, 400, 'SHOAL_BAD_REQUEST'],
-      [
-        'PUT',
-        `/api/v1/nodes/${point.id}/value`,
-        { value: 'x'.repeat(2 * 1024 * 1024) },
-        413,
-        'SHOAL_TOO_LARGE',
-      ],
     ];
     for (const [method, path, body, status, code] of cases) {
       const res = await api<{ error: { code: string; message: string } }>(a, method, path, body);
@@ -188,6 +216,16 @@ describe('replication across three peers', () => {
       assert.equal(res.body.error.code, code);
       assert.ok(res.body.error.message.length > 0);
     }
+    // An oversized body is refused before it is read (the server may close the socket while the
+    // client is still sending, so read the answer with node:http, which reports it anyway).
+    const tooLarge = await rawRequest(
+      a,
+      'PUT',
+      `/api/v1/nodes/${point.id}/value`,
+      JSON.stringify({ value: 'x'.repeat(2 * 1024 * 1024) }),
+    );
+    assert.equal(tooLarge.status, 413);
+    assert.equal((JSON.parse(tooLarge.body) as { error: { code: string } }).error.code, 'SHOAL_TOO_LARGE');
     const renamed = await api<ShoalNode>(a, 'PATCH', `/api/v1/nodes/${point.id}`, {
       name: 'renamed',
       meta: { kind: 'number', unit: 'K' },
@@ -213,5 +251,202 @@ describe('replication across three peers', () => {
     assert.equal(res.body.error.code, 'SHOAL_OWNER_UNREACHABLE');
     // Reads still work: every server has the whole tree.
     assert.equal((await nodeOn(a, point.id))?.name, 'lonely');
+  });
+});
+
+describe('replication along a chain of static peers (no beacons, no gossip dialling)', () => {
+  const cluster = new TestCluster({ config: { gossipDial: false } });
+  after(() => cluster.stop());
+
+  test('A-B-C: writes relay both ways; cut apart, both ends keep writing and converge when B returns', async () => {
+    const a = await cluster.start({ name: 'a', config: { beaconPort: cluster.beaconPort } });
+    let b = await cluster.start({
+      name: 'b',
+      config: { beaconPort: cluster.beaconPort + 1, peers: [`127.0.0.1:${a.port}`] },
+    });
+    const c = await cluster.start({
+      name: 'c',
+      config: { beaconPort: cluster.beaconPort + 2, peers: [`127.0.0.1:${b.port}`] },
+    });
+    await waitFor('a and c to reach each other through b', async () => {
+      const [fromA, fromC] = await Promise.all([a.peers(), c.peers()]);
+      return (
+        fromA.some((p) => p.id === c.id && p.route === b.id) &&
+        fromC.some((p) => p.id === a.id && p.route === b.id)
+      );
+    });
+
+    const onA = await create(a, { type: 'DataPoint', name: 'from-a' });
+    await waitFor('c to have a node of a', async () => (await nodeOn(c, onA.id)) !== undefined);
+    const set = await api<ShoalNode>(c, 'PUT', `/api/v1/nodes/${onA.id}/value`, { value: 7 });
+    assert.equal(set.status, 200, 'a write from c reaches a through b');
+    assert.equal((await nodeOn(a, onA.id))?.value, 7);
+    const onC = await create(c, { type: 'DataPoint', name: 'from-c' });
+    await waitFor('a to have a node of c', async () => (await nodeOn(a, onC.id)) !== undefined);
+
+    // Cut the chain: both ends carry on writing their own nodes.
+    await b.kill();
+    await waitFor(
+      'a and c apart',
+      async () => (await a.peers()).find((p) => p.id === c.id)?.state === 'disconnected',
+    );
+    const aWrites = [];
+    const cWrites = [];
+    for (let i = 0; i < 20; i++) {
+      aWrites.push(
+        (await api<ShoalNode>(a, 'PUT', `/api/v1/nodes/${onA.id}/value`, { value: 100 + i })).status,
+      );
+      cWrites.push(
+        (await api<ShoalNode>(c, 'PUT', `/api/v1/nodes/${onC.id}/value`, { value: 200 + i })).status,
+      );
+    }
+    const lateA = await create(a, { type: 'Project', name: 'made-while-apart-on-a' });
+    const lateC = await create(c, { type: 'Project', name: 'made-while-apart-on-c' });
+    assert.ok([...aWrites, ...cWrites].every((s) => s === 200));
+    // Writes across the cut are refused, not lost silently.
+    const across = await api<{ error: { code: string } }>(a, 'PUT', `/api/v1/nodes/${onC.id}/value`, {
+      value: 0,
+    });
+    assert.equal(across.status, 503);
+
+    // Back on its old port: c knows b only by that static address.
+    b = await cluster.start({
+      name: 'b',
+      dataDir: b.dataDir,
+      port: b.port,
+      config: { beaconPort: cluster.beaconPort + 1, peers: [`127.0.0.1:${a.port}`] },
+    });
+    for (const [peer, other] of [
+      [a, c],
+      [c, a],
+      [b, a],
+    ] as const) {
+      await waitFor(
+        `${peer.name} to converge`,
+        async () => {
+          const [x, y, p, q] = await Promise.all([
+            nodeOn(peer, onA.id),
+            nodeOn(peer, onC.id),
+            nodeOn(peer, lateA.id),
+            nodeOn(peer, lateC.id),
+          ]);
+          return x?.value === 119 && y?.value === 219 && p !== undefined && q !== undefined;
+        },
+        15_000,
+      ).catch(async (err) => {
+        for (const p of [a, b, c]) {
+          const nodes = (await api<{ nodes: ShoalNode[] }>(p, 'GET', '/api/v1/nodes')).body.nodes;
+          console.error(
+            p.name,
+            JSON.stringify(nodes.map((n) => [n.name, n.value, n.version, n.owner.slice(0, 4)])),
+          );
+          console.error(
+            p.name,
+            await p.metrics().then((t) =>
+              t
+                .split('\n')
+                .filter((l) => l.startsWith('shoal_replication'))
+                .join('\n'),
+            ),
+          );
+          console.error(p.name, JSON.stringify((await p.peers()).map((x) => [x.name, x.state, x.route])));
+        }
+        throw err;
+      });
+      void other;
+    }
+    const history = await api<{ points: { value: number }[] }>(a, 'GET', `/api/v1/nodes/${onC.id}/series`);
+    assert.equal(history.body.points.length, 20, 'every reading made while apart arrives, not just the last');
+  });
+});
+
+describe('live events and the client stream', () => {
+  const cluster = new TestCluster();
+  after(() => cluster.stop());
+
+  test('SSE carries node changes; the WebSocket stream takes writes and answers after the owner commits', async () => {
+    const [a, b] = await Promise.all([cluster.start({ name: 'a' }), cluster.start({ name: 'b' })]);
+    await waitFor('a mesh', () => fullMesh([a, b]));
+    const point = await create(b, { type: 'DataPoint', name: 'lamp', meta: { kind: 'boolean' } });
+    await waitFor('a to have it', async () => (await nodeOn(a, point.id)) !== undefined);
+
+    const controller = new AbortController();
+    const sse = await fetch(`${a.url}/api/v1/events`, {
+      headers: { authorization: `Bearer ${a.apiKey}` },
+      signal: controller.signal,
+    });
+    const reader = sse.body!.getReader();
+    let text = '';
+
+    const { WebSocket } = await import('ws');
+    const ws = new WebSocket(`${a.url.replace('http', 'ws')}/api/v1/stream`);
+    const messages: Record<string, unknown>[] = [];
+    ws.on('message', (data: Buffer) => messages.push(JSON.parse(data.toString())));
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send(JSON.stringify({ t: 'auth', key: a.apiKey }));
+    await waitFor('hello', () => messages.some((m) => m.t === 'hello'));
+    for (let i = 0; i < 10; i++)
+      ws.send(JSON.stringify({ t: 'set', rid: i, id: point.id, value: i % 2 === 0 }));
+    ws.send(JSON.stringify({ t: 'set', rid: 'bad', id: point.id, value: 'maybe' }));
+    ws.send('not json');
+    await waitFor('all results', () => messages.filter((m) => m.t === 'result').length === 11);
+    const results = messages.filter((m) => m.t === 'result');
+    assert.equal(results.filter((r) => r.ok === true).length, 10);
+    const bad = results.find((r) => r.rid === 'bad') as { ok: boolean; error: { code: string } };
+    assert.equal(bad.ok, false);
+    assert.equal(bad.error.code, 'SHOAL_BAD_REQUEST');
+    assert.ok(
+      messages.some((m) => m.t === 'error'),
+      'garbage gets an error message, not a crash',
+    );
+    await waitFor(
+      'ten value events on the stream',
+      () =>
+        messages.filter((m) => m.t === 'event' && (m.event as { type: string; op?: string }).op === 'value')
+          .length === 10,
+    );
+
+    await waitFor('ten value events over SSE, none coalesced', async () => {
+      const { value } = await reader.read();
+      text += Buffer.from(value ?? new Uint8Array()).toString();
+      return (
+        text.split('\n\n').filter((block) => block.includes('event: node') && block.includes('"op":"value"'))
+          .length >= 10
+      );
+    });
+    controller.abort();
+    ws.close();
+  });
+
+  test('the CLI lists, reads, sets, creates and deletes nodes', async () => {
+    const [a] = cluster.peers as [PeerProcess];
+    const { execFile } = await import('node:child_process');
+    const { CLI } = await import('../support/cluster.ts');
+    const shoal = (...args: string[]): Promise<{ code: number; out: string; err: string }> =>
+      new Promise((resolve) =>
+        execFile(process.execPath, [CLI, ...args, '--url', a.url, '--data', a.dataDir], (error, out, err) =>
+          resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out, err }),
+        ),
+      );
+    const made = await shoal('create', 'DataPoint', 'cli-point', '--meta', '{"unit":"W"}', '--json');
+    assert.equal(made.code, 0, made.err);
+    const node = JSON.parse(made.out) as ShoalNode;
+    const set = await shoal('set', node.id, '42.5');
+    assert.equal(set.code, 0, set.err);
+    assert.match(set.out, /cli-point = 42\.5 W/);
+    const got = await shoal('get', node.id, '--json');
+    assert.equal((JSON.parse(got.out) as ShoalNode).value, 42.5);
+    const list = await shoal('nodes');
+    assert.match(list.out, /^NAME\s+TYPE\s+VALUE\s+OWNER/m);
+    assert.match(list.out, /cli-point\s+DataPoint\s+42\.5 W\s+a\b/);
+    const renamed = await shoal('update', node.id, '--name', 'cli-renamed');
+    assert.match(renamed.out, /name\s+cli-renamed/);
+    const history = await shoal('series', node.id);
+    assert.match(history.out, /42\.5/);
+    const removed = await shoal('delete', node.id);
+    assert.equal(removed.code, 0);
+    const missing = await shoal('get', node.id);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /SHOAL_NOT_FOUND/);
   });
 });
