@@ -47,6 +47,7 @@ import {
 } from '../store/node-types.ts';
 import {
   type NodeState,
+  nodeFromOp,
   type Op,
   type ShoalNode,
   type Store,
@@ -103,6 +104,8 @@ const MAX_HOPS = 16;
 const GAP_REQUEST_MS = 250;
 const LAG_POLL_MS = 20;
 const RECENT_RESULTS = 4096;
+/** Ops per owner kept in memory for sending (between this and twice this). */
+const RECENT_OPS = 5000;
 
 export class Replicator implements MeshApplication {
   readonly #deps: ReplicatorDeps;
@@ -118,6 +121,7 @@ export class Replicator implements MeshApplication {
   /** Snapshot chunks being received, per owner. */
   readonly #incoming = new Map<string, { seq: number; nodes: StoredNode[] }>();
   readonly #queue: Pending[] = [];
+  readonly #recentOps = new Map<string, Op[]>();
   #commitScheduled = false;
   #flushScheduled = false;
   #lagTimer: ReturnType<typeof setTimeout> | undefined;
@@ -291,7 +295,7 @@ export class Replicator implements MeshApplication {
               applied.push(op);
               last = op;
             }
-            const node = last ? store.node(last.node.id) : undefined;
+            const node = last ? nodeFromOp(last) : undefined;
             outcomes.push({ node: node && !node.deleted ? toApi(node) : undefined, seq: last?.seq ?? 0 });
           } catch (err) {
             if (!(err instanceof ShoalError)) throw err;
@@ -426,8 +430,8 @@ export class Replicator implements MeshApplication {
     const { store, events, selfId } = this.#deps;
     const orphaned: string[] = [];
     for (const op of ops) {
-      const node = store.node(op.node.id);
-      if (node) events.publish({ type: 'node', op: op.kind, node: toApi(node) });
+      this.#remember(op);
+      events.publish({ type: 'node', op: op.kind, node: toApi(nodeFromOp(op)) });
       if (op.kind === 'delete' && op.owner !== selfId) {
         orphaned.push(...this.#descendants(op.node.id).filter((id) => store.node(id)?.owner === selfId));
       }
@@ -485,7 +489,7 @@ export class Replicator implements MeshApplication {
           cursors.set(owner, applied);
           continue;
         }
-        const ops = store.opsAfter(owner, have, this.#options.batchOps);
+        const ops = this.#opsAfter(owner, have);
         if (ops.length === 0) continue;
         if (!mesh.send(peer, { t: 'ops', ops })) break;
         cursors.set(owner, ops[ops.length - 1]!.seq);
@@ -499,6 +503,29 @@ export class Replicator implements MeshApplication {
         this.#flush();
       }, LAG_POLL_MS);
     }
+  }
+
+  /** Keeps the newest ops of each owner in memory, so sending them needs no read of the log. */
+  #remember(op: Op): void {
+    let recent = this.#recentOps.get(op.owner);
+    if (!recent) {
+      recent = [];
+      this.#recentOps.set(op.owner, recent);
+    }
+    if (recent.length > 0 && recent[recent.length - 1]!.seq + 1 !== op.seq) recent.length = 0;
+    recent.push(op);
+    if (recent.length > RECENT_OPS * 2) recent.splice(0, recent.length - RECENT_OPS);
+  }
+
+  /** Ops of `owner` after `seq`, a batch at most: from memory when recent, else from the log. */
+  #opsAfter(owner: string, seq: number): Op[] {
+    const recent = this.#recentOps.get(owner);
+    const first = recent?.[0]?.seq;
+    if (recent && first !== undefined && seq + 1 >= first && recent[recent.length - 1]!.seq > seq) {
+      const start = seq + 1 - first;
+      return recent.slice(start, start + this.#options.batchOps);
+    }
+    return this.#deps.store.opsAfter(owner, seq, this.#options.batchOps);
   }
 
   /** True when `peer` should get `owner`'s ops from us (see the module comment). */

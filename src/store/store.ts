@@ -94,6 +94,8 @@ export class Store {
   readonly #db: Database.Database;
   readonly #sql;
   #sync: 'FULL' | 'NORMAL' = 'FULL';
+  /** `owners` rows, cached: read on every op applied and every send decision. */
+  readonly #owners = new Map<string, { applied: number; logFloor: number }>();
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -120,9 +122,6 @@ export class Store {
       insertOp: db.prepare('INSERT OR IGNORE INTO ops (owner, seq, body) VALUES (?, ?, ?)'),
       opsAfter: db.prepare<[string, number, number], { body: string }>(
         'SELECT body FROM ops WHERE owner = ? AND seq > ? ORDER BY seq LIMIT ?',
-      ),
-      owner: db.prepare<[string], { applied: number; log_floor: number }>(
-        'SELECT applied, log_floor FROM owners WHERE owner = ?',
       ),
       owners: db.prepare<[], { owner: string; applied: number; log_floor: number }>('SELECT * FROM owners'),
       setApplied: db.prepare(
@@ -151,6 +150,18 @@ export class Store {
                 (SELECT COUNT(*) FROM series) AS points`,
       ),
     };
+    this.#loadOwners();
+  }
+
+  #loadOwners(): void {
+    this.#owners.clear();
+    for (const r of this.#sql.owners.all())
+      this.#owners.set(r.owner, { applied: r.applied, logFloor: r.log_floor });
+  }
+
+  #setOwner(owner: string, applied: number, logFloor: number): void {
+    this.#sql.setApplied.run(owner, applied, logFloor);
+    this.#owners.set(owner, { applied, logFloor });
   }
 
   close(): void {
@@ -163,7 +174,12 @@ export class Store {
       this.#db.pragma(`synchronous = ${sync}`);
       this.#sync = sync;
     }
-    return this.#db.transaction(fn)();
+    try {
+      return this.#db.transaction(fn)();
+    } catch (err) {
+      this.#loadOwners(); // Rolled back: the cache must forget what the transaction did.
+      throw err;
+    }
   }
 
   node(id: string): StoredNode | undefined {
@@ -219,13 +235,12 @@ export class Store {
 
   /** How far each owner's ops are applied here: the version vector. */
   versionVector(): Record<string, number> {
-    return Object.fromEntries(this.#sql.owners.all().map((r) => [r.owner, r.applied]));
+    return Object.fromEntries([...this.#owners].map(([owner, s]) => [owner, s.applied]));
   }
 
   /** The applied seq and the lowest seq still in the log of an owner. */
   ownerState(owner: string): { applied: number; logFloor: number } {
-    const row = this.#sql.owner.get(owner);
-    return row ? { applied: row.applied, logFloor: row.log_floor } : { applied: 0, logFloor: 1 };
+    return this.#owners.get(owner) ?? { applied: 0, logFloor: 1 };
   }
 
   /**
@@ -237,7 +252,7 @@ export class Store {
     if (op.seq <= applied) return 'duplicate';
     if (op.seq !== applied + 1) return 'gap';
     this.#sql.insertOp.run(op.owner, op.seq, JSON.stringify(op));
-    this.#sql.setApplied.run(op.owner, op.seq, logFloor);
+    this.#setOwner(op.owner, op.seq, logFloor);
     const n = op.node;
     this.#sql.upsertNode.run({
       id: n.id,
@@ -288,7 +303,7 @@ export class Store {
         deleted: 0,
       });
     }
-    this.#sql.setApplied.run(owner, seq, seq + 1);
+    this.#setOwner(owner, seq, seq + 1);
   }
 
   series(id: string, from: number, to: number, limit: number): SeriesPoint[] {
@@ -299,11 +314,11 @@ export class Store {
   compactLog(keep: number): number {
     let removed = 0;
     this.transaction('NORMAL', () => {
-      for (const { owner, applied } of this.#sql.owners.all()) {
+      for (const [owner, { applied, logFloor }] of [...this.#owners]) {
         const floor = applied - keep + 1;
-        if (floor <= this.ownerState(owner).logFloor) continue;
+        if (floor <= logFloor) continue;
         removed += this.#sql.compactOps.run(owner, floor).changes;
-        this.#sql.setApplied.run(owner, applied, floor);
+        this.#setOwner(owner, applied, floor);
       }
     });
     return removed;
@@ -352,6 +367,18 @@ function fromRow(row: NodeRow): StoredNode {
     version: row.version,
     hlc: row.hlc,
     deleted: row.deleted === 1,
+  };
+}
+
+/** The node state an op leaves behind, without reading it back. */
+export function nodeFromOp(op: Op): StoredNode {
+  return {
+    ...op.node,
+    owner: op.owner,
+    updatedAt: hlcToIso(op.hlc),
+    version: op.seq,
+    hlc: op.hlc,
+    deleted: op.kind === 'delete',
   };
 }
 
