@@ -450,3 +450,61 @@ describe('live events and the client stream', () => {
     assert.match(missing.err, /SHOAL_NOT_FOUND/);
   });
 });
+
+describe('catching up after the log moved on', () => {
+  // A tiny op log, compacted often: a peer away for a while must get snapshots.
+  const cluster = new TestCluster({ config: { opLogKeep: 5, maintenanceIntervalMs: 100 } });
+  after(() => cluster.stop());
+
+  test('a peer that missed more than the op log holds gets a snapshot and converges', async () => {
+    const [a, b] = await Promise.all([cluster.start({ name: 'a' }), cluster.start({ name: 'b' })]);
+    await waitFor('a mesh', () => fullMesh([a, b]));
+    const early = await create(a, { type: 'DataPoint', name: 'before' });
+    await waitFor('b to have it', async () => (await nodeOn(b, early.id)) !== undefined);
+    await b.stop();
+
+    const made: ShoalNode[] = [];
+    for (let i = 0; i < 12; i++) made.push(await create(a, { type: 'DataPoint', name: `while-away-${i}` }));
+    for (let i = 0; i < 10; i++) await api(a, 'PUT', `/api/v1/nodes/${made[0]!.id}/value`, { value: i });
+    await api(a, 'DELETE', `/api/v1/nodes/${early.id}`);
+    // Let the maintenance compact a's log well past where b stopped.
+    await new Promise((r) => setTimeout(r, 500));
+
+    const back = await cluster.start({ name: 'b', dataDir: b.dataDir });
+    await waitFor('b to converge from a snapshot', async () => {
+      const nodes = (await api<{ nodes: ShoalNode[] }>(back, 'GET', `/api/v1/nodes?owner=${a.id}`)).body
+        .nodes;
+      const first = nodes.find((n) => n.id === made[0]!.id);
+      return nodes.length === 13 && first?.value === 9 && !nodes.some((n) => n.id === early.id);
+    });
+    const text = await back.metrics();
+    assert.match(text, /shoal_replication_snapshots_total\{direction="received"\} [1-9]/);
+  });
+
+  test('shoal watch prints changes as they happen', async () => {
+    const [a] = cluster.peers.filter((p) => p.alive) as [PeerProcess];
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('../support/cluster.ts');
+    const child = spawn(process.execPath, [CLI, 'watch', '--url', a.url, '--data', a.dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      const point = await create(a, { type: 'DataPoint', name: 'watched', meta: { unit: 'lx' } });
+      // The watcher connects at its own pace: keep changing the value until it shows one.
+      let lux = 300;
+      await waitFor('a change on screen', async () => {
+        await api(a, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: ++lux });
+        await new Promise((r) => setTimeout(r, 100));
+        return /value DataPoint watched = \d+ lx {2}[0-9a-f-]{36}/.test(out);
+      });
+      await api(a, 'PATCH', `/api/v1/nodes/${point.id}`, { name: 'renamed-while-watched' });
+      await waitFor('the rename on screen', () => /update DataPoint renamed-while-watched/.test(out));
+    } finally {
+      child.kill('SIGINT');
+    }
+  });
+});
