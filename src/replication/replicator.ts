@@ -118,6 +118,7 @@ export class Replicator implements MeshApplication {
   readonly #early = new Map<string, Map<number, Op>>();
   #earlyCount = 0;
   readonly #lastGapRequest = new Map<string, number>();
+  readonly #gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
   /** Snapshot chunks being received, per owner. */
   readonly #incoming = new Map<string, { seq: number; nodes: StoredNode[] }>();
   readonly #queue: Pending[] = [];
@@ -177,6 +178,8 @@ export class Replicator implements MeshApplication {
     clearInterval(this.#antiEntropyTimer);
     clearTimeout(this.#lagTimer);
     clearTimeout(this.#routesTimer);
+    for (const timer of this.#gapTimers.values()) clearTimeout(timer);
+    this.#gapTimers.clear();
     for (const [rid, f] of this.#forwarded) {
       clearTimeout(f.timer);
       f.reject(new ShoalError('SHOAL_OWNER_UNREACHABLE', 'the server is shutting down'));
@@ -450,12 +453,16 @@ export class Replicator implements MeshApplication {
     }
   }
 
-  /** Deletes this server's nodes whose parent is a tombstone (a cascade that was interrupted). */
+  /**
+   * Deletes this server's nodes whose parent is a tombstone (a cascade that was interrupted) or
+   * gone (its tombstone was collected, or a snapshot left it out). A parent of a node of ours was
+   * here when the node was made, so a parent that is gone was deleted.
+   */
   sweepOrphans(): void {
     const { store, selfId } = this.#deps;
     const orphans = store
       .ownerNodes(selfId)
-      .filter((n) => n.parent !== null && store.node(n.parent)?.deleted === true)
+      .filter((n) => n.parent !== null && store.node(n.parent)?.deleted !== false)
       .map((n) => n.id);
     this.#cascade(orphans);
   }
@@ -628,9 +635,22 @@ export class Replicator implements MeshApplication {
     if (held.size === 0) this.#early.delete(owner);
   }
 
+  /** Asks `from` for what we lack, at most once per GAP_REQUEST_MS; a request inside that window
+   * is sent when it ends, so a gap never waits for the slow anti-entropy timer. */
   #requestGap(from: string): void {
     const now = this.#deps.clock.now();
-    if (now - (this.#lastGapRequest.get(from) ?? 0) < GAP_REQUEST_MS) return;
+    const wait = GAP_REQUEST_MS - (now - (this.#lastGapRequest.get(from) ?? 0));
+    if (wait > 0) {
+      if (!this.#gapTimers.has(from)) {
+        const timer = setTimeout(() => {
+          this.#gapTimers.delete(from);
+          if (this.#running) this.#requestGap(from);
+        }, wait);
+        timer.unref();
+        this.#gapTimers.set(from, timer);
+      }
+      return;
+    }
     this.#lastGapRequest.set(from, now);
     this.#deps.mesh.send(from, { t: 'vv', vv: this.versionVector() });
   }
@@ -648,12 +668,15 @@ export class Replicator implements MeshApplication {
     const { store } = this.#deps;
     store.transaction('NORMAL', () => store.replaceOwner(owner, seq, incoming.nodes));
     this.#vv.set(owner, seq);
+    this.#earlyCount -= this.#early.get(owner)?.size ?? 0;
     this.#early.delete(owner);
     this.#deps.metrics.snapshots.inc({ direction: 'received' });
     for (const node of incoming.nodes) {
       const stored = store.node(node.id);
       if (stored) this.#deps.events.publish({ type: 'node', op: 'update', node: toApi(stored) });
     }
+    // A snapshot carries no tombstones: nodes of ours under one of its deleted nodes go now.
+    this.sweepOrphans();
     this.#wakeWaiters();
     this.#scheduleFlush();
   }

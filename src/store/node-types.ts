@@ -67,10 +67,12 @@ const Id = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 const Ids = Type.Array(Id, { maxItems: 256 });
 const Placement = Type.Optional(Type.Union([Type.Literal('owner'), Type.Literal('any')]));
 const Wiring = {
-  /** Nodes whose changes wake this one (default: its parent). */
+  /** Nodes whose changes wake this one (see src/automation/wiring.ts for the defaults). */
   sources: Type.Optional(Ids),
-  /** Where an executor may run: on its owner (default) or on any one live server. */
+  /** Where it runs: on its owner (default) or on any one live server (rendezvous hashing). */
   placement: Placement,
+  /** With placement "any": the server that takes the job whenever it is live. */
+  prefer: Type.Optional(Id),
 };
 const open = { additionalProperties: true } as const;
 
@@ -113,17 +115,22 @@ export const META_SCHEMAS: Record<NodeType, TSchema> = {
     open,
   ),
   CronTimer: Type.Object(
-    { cron: Type.String({ minLength: 1, maxLength: 256 }), timezone: Type.Optional(Type.String()) },
+    {
+      cron: Type.String({ minLength: 1, maxLength: 256 }),
+      timezone: Type.Optional(Type.String()),
+      ...Wiring,
+    },
     open,
   ),
   SilentAlarm: Type.Object({ maxAgeMs: Type.Integer({ minimum: 1 }), ...Wiring }, open),
-  IncomingWebHook: Type.Object({ path: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) }, open),
-  Button: Type.Object({}, open),
+  IncomingWebHook: Type.Object({ path: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }), ...Wiring }, open),
+  Button: Type.Object({ ...Wiring }, open),
   Calculation: Type.Object(
     {
       formula: Type.String({ minLength: 1, maxLength: 4096 }),
+      /** The formula's names and the nodes whose values they stand for. */
+      inputs: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Id)),
       target: Type.Optional(Id),
-      inputs: Type.Optional(Ids),
       ...Wiring,
     },
     open,
@@ -131,7 +138,8 @@ export const META_SCHEMAS: Record<NodeType, TSchema> = {
   Compute: Type.Object(
     {
       op: Type.Enum(['average', 'min', 'max', 'sum', 'count', 'stddev']),
-      inputs: Ids,
+      /** The data points to aggregate; with `windowMs`, one data point over that much history. */
+      inputs: Type.Array(Id, { minItems: 1, maxItems: 256 }),
       windowMs: Type.Optional(Type.Integer({ minimum: 1 })),
       target: Type.Optional(Id),
       ...Wiring,
@@ -141,7 +149,7 @@ export const META_SCHEMAS: Record<NodeType, TSchema> = {
   LogicGate: Type.Object(
     {
       gate: Type.Enum(['AND', 'OR', 'NOT', 'XOR', 'NAND', 'NOR', 'XNOR']),
-      inputs: Ids,
+      inputs: Type.Array(Id, { minItems: 1, maxItems: 256 }),
       target: Type.Optional(Id),
       ...Wiring,
     },
@@ -152,14 +160,18 @@ export const META_SCHEMAS: Record<NodeType, TSchema> = {
       url: Type.String({ pattern: '^https?://', maxLength: 2048 }),
       method: Type.Optional(Type.String({ pattern: '^[A-Z]{3,7}$' })),
       headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+      /** The body; {{value}}, {{source.name}}, {{node.name}}, {{time}} are filled in. */
       body: Type.Optional(Type.String({ maxLength: 65536 })),
-      timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+      timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
       retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 20 })),
       ...Wiring,
     },
     open,
   ),
-  SetValue: Type.Object({ target: Id, value: Type.Unknown(), ...Wiring }, open),
+  SetValue: Type.Object(
+    { target: Id, value: Type.Unknown(), ...Wiring },
+    { ...open, required: ['target', 'value'] },
+  ),
 };
 
 const META_CHECKS = new Map(Object.entries(META_SCHEMAS).map(([type, schema]) => [type, Compile(schema)]));

@@ -1,0 +1,917 @@
+/**
+ * Replication (src/replication/replicator.ts) on a simulated mesh (test/support/sim-mesh.ts):
+ * several Replicators, each with its own in-memory Store, HLC, EventBus and Metrics, in virtual
+ * time. The invariant checked after every run: once the mesh is whole again and quiet, every
+ * replica shows the same nodes as the union of what each owner holds of its own nodes, at the
+ * owner's versions, and every replica has the same version vector.
+ */
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import pino from 'pino';
+import { encodeHlc, HybridClock } from '../../src/clock.ts';
+import { ShoalError } from '../../src/errors.ts';
+import { EventBus, type ShoalEvent } from '../../src/events.ts';
+import type { LinkMessage, WriteRequest } from '../../src/link/messages.ts';
+import { Metrics } from '../../src/metrics.ts';
+import { NodeService } from '../../src/replication/node-service.ts';
+import { Replicator, type ReplicatorOptions, type WriteOutcome } from '../../src/replication/replicator.ts';
+import { type Op, type ShoalNode, Store, toApi } from '../../src/store/store.ts';
+import { seededRandom } from '../support/fake-clock.ts';
+import { SimMesh, type SimMeshOptions } from '../support/sim-mesh.ts';
+
+// --- A simulated cluster ----------------------------------------------------------------------
+
+interface SimPeer {
+  id: string;
+  name: string;
+  store: Store;
+  bus: EventBus;
+  /** Every event published on `bus`. */
+  events: ShoalEvent[];
+  /** These three are replaced when the peer restarts. */
+  replicator: Replicator;
+  nodes: NodeService;
+  metrics: Metrics;
+}
+
+/** (Re)starts a peer's replication on its store, as the composition root (src/peer.ts) does. */
+function boot(net: SimMesh, peer: SimPeer, peers: SimPeer[], options: ReplicatorOptions): void {
+  peer.metrics = new Metrics({ processMetrics: false });
+  peer.replicator = new Replicator(
+    {
+      selfId: peer.id,
+      store: peer.store,
+      mesh: net.port(peer.id),
+      clock: net.time,
+      hlc: new HybridClock(net.time, 1000),
+      events: peer.bus,
+      metrics: peer.metrics,
+      log: pino({ level: 'silent' }),
+    },
+    options,
+  );
+  peer.nodes = new NodeService({
+    selfId: peer.id,
+    store: peer.store,
+    replicator: peer.replicator,
+    knows: (other) => peers.some((p) => p.id === other),
+  });
+  net.attach(peer.id, peer.replicator);
+  peer.replicator.start();
+}
+
+interface Cluster {
+  net: SimMesh;
+  peers: SimPeer[];
+  /** The links of the topology, as pairs of peer indexes. */
+  links: [number, number][];
+  /** A fresh node id (deterministic, so a failing run replays exactly). */
+  newId(): string;
+  healAll(): void;
+  /** Stops peer i's replication and starts it again on the same store, relinking what was linked. */
+  restart(i: number): void;
+  close(): void;
+}
+
+const DEFAULT_OPTIONS: ReplicatorOptions = {
+  forwardTimeoutMs: 300,
+  maxPendingWrites: 10_000,
+  batchOps: 3,
+  maxPendingOps: 1000,
+  antiEntropyIntervalMs: 60_000,
+};
+
+/** Server ids are UUIDs; fixed ones keep every run of a seed identical. */
+function serverId(i: number): string {
+  return `5e4fe400-0000-4000-8000-${(i + 1).toString(16).padStart(12, '0')}`;
+}
+
+async function startCluster(
+  n: number,
+  links: [number, number][],
+  sim: SimMeshOptions,
+  options: Partial<ReplicatorOptions> = {},
+): Promise<Cluster> {
+  const net = new SimMesh(sim);
+  net.time.install();
+  const peers: SimPeer[] = [];
+  let nextNode = 0;
+  const cluster: Cluster = {
+    net,
+    peers,
+    links,
+    newId: () => `00000000-0000-4000-a000-${(++nextNode).toString(16).padStart(12, '0')}`,
+    healAll: () => {
+      for (const [a, b] of links) net.connect(peers[a]!.id, peers[b]!.id);
+    },
+    restart: (i) => {
+      const peer = peers[i]!;
+      const linked = net.neighbours(peer.id);
+      for (const other of linked) net.disconnect(peer.id, other);
+      peer.replicator.stop();
+      boot(net, peer, peers, { ...DEFAULT_OPTIONS, ...options });
+      for (const other of linked) net.connect(peer.id, other);
+    },
+    close: () => {
+      for (const p of peers) {
+        p.replicator.stop();
+        p.replicator.stop(); // Safe twice.
+        p.store.close();
+      }
+      net.time.uninstall();
+    },
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      const id = serverId(i);
+      const bus = new EventBus();
+      const peer = { id, name: `p${i}`, store: new Store(':memory:'), bus, events: [] } as unknown as SimPeer;
+      bus.subscribe((e) => peer.events.push(e));
+      boot(net, peer, peers, { ...DEFAULT_OPTIONS, ...options });
+      peers.push(peer);
+      // As Peer.#publishServerNode does at start.
+      await net.resolve(
+        peer.replicator.write(id, {
+          kind: 'create',
+          node: { id, type: 'Server', parent: null, name: `p${i}`, meta: {} },
+        }),
+      );
+    }
+    cluster.healAll();
+    await net.settle();
+    return cluster;
+  } catch (err) {
+    cluster.close();
+    throw err;
+  }
+}
+
+/** Runs `body` on a fresh cluster and always tears it down. */
+async function withCluster(
+  n: number,
+  links: [number, number][],
+  sim: SimMeshOptions,
+  options: Partial<ReplicatorOptions>,
+  body: (c: Cluster) => Promise<void>,
+): Promise<void> {
+  const cluster = await startCluster(n, links, sim, options);
+  try {
+    await body(cluster);
+  } finally {
+    cluster.close();
+  }
+}
+
+function byId(a: { id: string }, b: { id: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/**
+ * The state every replica must reach: each owner's own live nodes, shown when their chain of
+ * parents reaches a root through nodes that are live at their owners.
+ */
+function ownerUnion(peers: SimPeer[]): ShoalNode[] {
+  const all = new Map<string, ShoalNode>();
+  for (const p of peers) for (const n of p.store.ownerNodes(p.id)) all.set(n.id, toApi(n));
+  const visible = (node: ShoalNode, depth = 0): boolean => {
+    if (node.parent === null) return true;
+    const parent = all.get(node.parent);
+    return parent !== undefined && depth < 64 && visible(parent, depth + 1);
+  };
+  return [...all.values()].filter((n) => visible(n)).sort(byId);
+}
+
+function assertConverged(peers: SimPeer[], context = ''): void {
+  const vv = peers[0]!.replicator.versionVector();
+  for (const p of peers) {
+    assert.deepEqual(p.replicator.versionVector(), vv, `${context} version vector of ${p.name}`);
+    assert.deepEqual(p.store.versionVector(), vv, `${context} stored version vector of ${p.name}`);
+    assert.equal(vv[p.id], p.store.ownerState(p.id).applied, `${context} ${p.name}'s own seq`);
+  }
+  const expected = ownerUnion(peers);
+  for (const p of peers) {
+    assert.deepEqual([...p.store.nodes()].sort(byId), expected, `${context} nodes of ${p.name}`);
+  }
+}
+
+// --- Random topologies and workloads ---------------------------------------------------------
+
+interface Topology {
+  kind: string;
+  n: number;
+  links: [number, number][];
+}
+
+const topology: fc.Arbitrary<Topology> = fc.integer({ min: 2, max: 6 }).chain((n) => {
+  const all: [number, number][] = [];
+  for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) all.push([a, b]);
+  return fc.oneof(
+    fc.constant({ kind: 'full mesh', n, links: all }),
+    fc.constant({
+      kind: 'chain',
+      n,
+      links: Array.from({ length: n - 1 }, (_, i): [number, number] => [i, i + 1]),
+    }),
+    fc.integer({ min: 0, max: n - 1 }).map((center) => ({
+      kind: `star around ${center}`,
+      n,
+      links: Array.from({ length: n }, (_, i) => i)
+        .filter((i) => i !== center)
+        .map((i): [number, number] => [Math.min(i, center), Math.max(i, center)]),
+    })),
+    // A random spanning tree plus random extra links: connected, otherwise anything.
+    fc
+      .tuple(
+        fc.tuple(...Array.from({ length: n - 1 }, (_, i) => fc.integer({ min: 0, max: i }))),
+        fc.subarray(all),
+      )
+      .map(([parents, extra]) => {
+        const links = new Map<string, [number, number]>();
+        for (const [i, p] of parents.entries()) links.set(`${p}-${i + 1}`, [p, i + 1]);
+        for (const [a, b] of extra) links.set(`${a}-${b}`, [a, b]);
+        return { kind: 'random graph', n, links: [...links.values()] };
+      }),
+  );
+});
+
+type Step =
+  | { t: 'create'; at: number; owner: number; parent: number; type: 'Project' | 'DataPoint'; wait: boolean }
+  | { t: 'value'; at: number; pick: number; value: number; wait: boolean }
+  | { t: 'rename'; at: number; pick: number; wait: boolean }
+  | { t: 'delete'; at: number; pick: number; wait: boolean }
+  | { t: 'cut'; link: number }
+  | { t: 'heal'; link: number }
+  | { t: 'healAll' }
+  | { t: 'run'; ms: number }
+  /** What Peer.#maintain does: compact the log, collect tombstones, sweep orphans. */
+  | { t: 'maintain'; at: number; keep: number; ttlMs: number }
+  | { t: 'restart'; at: number };
+
+const peerIndex = fc.nat({ max: 5 });
+const pick = fc.nat({ max: 1000 });
+const wait = fc.boolean();
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      t: fc.constant('create' as const),
+      at: peerIndex,
+      owner: peerIndex,
+      parent: pick,
+      type: fc.constantFrom('Project' as const, 'DataPoint' as const),
+      wait,
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      t: fc.constant('value' as const),
+      at: peerIndex,
+      pick,
+      value: fc.integer(),
+      wait,
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('rename' as const), at: peerIndex, pick, wait }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('delete' as const), at: peerIndex, pick, wait }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('cut' as const), link: pick }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('heal' as const), link: pick }) },
+  { weight: 1, arbitrary: fc.constant({ t: 'healAll' as const }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ t: fc.constant('run' as const), ms: fc.integer({ min: 0, max: 400 }) }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('maintain' as const),
+      at: peerIndex,
+      keep: fc.integer({ min: 1, max: 3 }),
+      ttlMs: fc.integer({ min: 0, max: 300 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('restart' as const), at: peerIndex }) },
+);
+
+/**
+ * Errors a write may meet in a mesh that partitions and restarts (SHOAL_OVERLOADED: the writer
+ * restarted before its commit); anything else is a failure.
+ */
+const EXPECTED_REFUSALS = new Set([
+  'SHOAL_NOT_FOUND',
+  'SHOAL_BAD_REQUEST',
+  'SHOAL_OWNER_UNREACHABLE',
+  'SHOAL_OVERLOADED',
+]);
+
+interface Tracked {
+  label: string;
+  done: boolean;
+  outcome?: unknown;
+  error?: unknown;
+  /** For creates: the node and its owner, to check an accepted create is in the owner's log. */
+  created?: { id: string; owner: SimPeer };
+}
+
+/** Carries out a workload on a cluster; returns the writes it started. */
+async function runSteps(c: Cluster, steps: Step[]): Promise<Tracked[]> {
+  const { net, peers, links } = c;
+  const writes: Tracked[] = [];
+  let counter = 0;
+  const track = (label: string, promise: Promise<unknown>, created?: Tracked['created']): Tracked => {
+    const t: Tracked = { label, done: false, ...(created ? { created } : {}) };
+    promise.then(
+      (outcome) => {
+        t.done = true;
+        t.outcome = outcome;
+      },
+      (error: unknown) => {
+        t.done = true;
+        t.error = error;
+      },
+    );
+    writes.push(t);
+    return t;
+  };
+  /** A node of the writer's replica, chosen by `i` among those `fit` (in id order). */
+  const choose = (p: SimPeer, i: number, fit: (n: ShoalNode) => boolean): ShoalNode | undefined => {
+    const candidates = p.store.nodes().filter(fit).sort(byId);
+    return candidates.length ? candidates[i % candidates.length] : undefined;
+  };
+  for (const s of steps) {
+    let started: Tracked | undefined;
+    switch (s.t) {
+      case 'create': {
+        const at = peers[s.at % peers.length]!;
+        const owner = peers[s.owner % peers.length]!;
+        const parent = choose(at, s.parent, (n) => n.type === 'Server' || n.type === 'Project');
+        if (!parent) break;
+        const id = c.newId();
+        const k = ++counter;
+        const req: WriteRequest = {
+          kind: 'create',
+          node: {
+            id,
+            type: s.type,
+            parent: parent.id,
+            name: `n${k}`,
+            meta: {},
+            ...(s.type === 'DataPoint' && k % 2 === 0 ? { value: k } : {}),
+          },
+        };
+        started = track(
+          `create ${s.type} ${id} at ${at.name} owned by ${owner.name}`,
+          at.replicator.write(owner.id, req),
+          { id, owner },
+        );
+        break;
+      }
+      case 'value': {
+        const at = peers[s.at % peers.length]!;
+        const node = choose(at, s.pick, (n) => n.type === 'DataPoint');
+        if (node) started = track(`value ${node.id} at ${at.name}`, at.nodes.setValue(node.id, s.value));
+        break;
+      }
+      case 'rename': {
+        const at = peers[s.at % peers.length]!;
+        const node = choose(at, s.pick, () => true);
+        if (node) {
+          started = track(
+            `rename ${node.id} at ${at.name}`,
+            at.nodes.update(node.id, { name: `r${++counter}` }),
+          );
+        }
+        break;
+      }
+      case 'delete': {
+        const at = peers[s.at % peers.length]!;
+        const node = choose(at, s.pick, (n) => n.type !== 'Server');
+        if (node) started = track(`delete ${node.id} at ${at.name}`, at.nodes.delete(node.id));
+        break;
+      }
+      case 'cut': {
+        const [a, b] = links[s.link % links.length]!;
+        net.disconnect(peers[a]!.id, peers[b]!.id);
+        break;
+      }
+      case 'heal': {
+        const [a, b] = links[s.link % links.length]!;
+        net.connect(peers[a]!.id, peers[b]!.id);
+        break;
+      }
+      case 'healAll':
+        c.healAll();
+        break;
+      case 'run':
+        await net.runFor(s.ms);
+        break;
+      case 'maintain': {
+        const at = peers[s.at % peers.length]!;
+        at.store.compactLog(s.keep);
+        at.store.collectTombstones(encodeHlc(net.time.now() - s.ttlMs, 0));
+        at.replicator.sweepOrphans();
+        break;
+      }
+      case 'restart':
+        c.restart(s.at % peers.length);
+        break;
+    }
+    if (started && 'wait' in s && s.wait) {
+      const t = started;
+      await net.runUntil(() => t.done);
+    }
+  }
+  return writes;
+}
+
+/**
+ * Heals the mesh, lets every write finish and everything settle, and checks the outcome; with
+ * `antiEntropy`, after letting one anti-entropy interval pass as well.
+ */
+async function healAndCheck(
+  c: Cluster,
+  writes: Tracked[],
+  options: { antiEntropy?: boolean } = {},
+): Promise<void> {
+  c.healAll();
+  await c.net.runUntil(() => writes.every((w) => w.done));
+  await c.net.settle();
+  if (options.antiEntropy) {
+    await c.net.runFor(DEFAULT_OPTIONS.antiEntropyIntervalMs);
+    await c.net.settle();
+  }
+  for (const w of writes) {
+    if (w.error === undefined) continue;
+    const code = w.error instanceof ShoalError ? w.error.code : String(w.error);
+    assert.ok(EXPECTED_REFUSALS.has(code), `${w.label}: unexpected ${code}: ${(w.error as Error).message}`);
+  }
+  assertConverged(c.peers);
+  for (const w of writes) {
+    const outcome = w.outcome as WriteOutcome | undefined;
+    if (!w.created || !outcome || outcome.seq === 0) continue;
+    const { owner } = w.created;
+    if (outcome.seq < owner.store.ownerState(owner.id).logFloor) continue; // Compacted away.
+    // An accepted create is in its owner's log under the seq the writer was told.
+    const [logged] = owner.store.opsAfter(owner.id, outcome.seq - 1, 1);
+    assert.equal(logged?.node.id, w.created.id, `${w.label}: seq ${outcome.seq}`);
+    assert.equal(logged?.kind, 'create');
+  }
+}
+
+// --- The properties ----------------------------------------------------------------------------
+
+describe('replication on a simulated mesh', () => {
+  test('after partitions heal, every replica equals the union of the owners and the vectors agree', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        topology,
+        fc.array(step, { minLength: 8, maxLength: 40, size: 'medium' }),
+        fc.integer(),
+        fc.constantFrom(0, 0, 0.2),
+        fc.integer({ min: 200, max: 1000 }),
+        fc.integer({ min: 1, max: 4 }),
+        async (topo, steps, seed, congestion, forwardTimeoutMs, batchOps) => {
+          await withCluster(
+            topo.n,
+            topo.links,
+            { seed, congestion },
+            { forwardTimeoutMs, batchOps },
+            async (c) => {
+              const writes = await runSteps(c, steps);
+              await healAndCheck(c, writes);
+            },
+          );
+        },
+      ),
+      { numRuns: 150, includeErrorInReport: true },
+    );
+  });
+
+  test('duplicated and reordered ops messages do not change the outcome', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        topology,
+        fc.array(step, { minLength: 8, maxLength: 30, size: 'medium' }),
+        fc.integer(),
+        fc.double({ min: 0.05, max: 0.5, noNaN: true }),
+        fc.double({ min: 0.05, max: 0.5, noNaN: true }),
+        fc.constantFrom(1000, 4, 0),
+        async (topo, steps, seed, duplicateOps, reorderOps, maxPendingOps) => {
+          await withCluster(
+            topo.n,
+            topo.links,
+            { seed, duplicateOps, reorderOps },
+            { batchOps: 2, maxPendingOps },
+            async (c) => {
+              const writes = await runSteps(c, steps);
+              // An op past a gap that finds the hold-back buffer full is dropped and fetched again
+              // on the next gap request, which is rate-limited per sender; when none comes, the
+              // anti-entropy round gets it. With room to hold everything, no round is needed.
+              await healAndCheck(c, writes, { antiEntropy: maxPendingOps < 1000 });
+            },
+          );
+        },
+      ),
+      { numRuns: 80, includeErrorInReport: true },
+    );
+  });
+
+  test('any delivery order of an op log, with duplicates, ends in the same state', async () => {
+    // A source replica holds the logs of three owners; a fresh replica gets all their ops, in
+    // random batches, shuffled, some more than once, straight into Replicator.message.
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(step, { minLength: 5, maxLength: 25 }),
+        fc.integer(),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 8 }),
+        async (steps, seed, duplicates, maxBatch) => {
+          await withCluster(
+            4,
+            [
+              [0, 1],
+              [0, 2],
+              [1, 2],
+            ],
+            { seed },
+            {},
+            async (c) => {
+              const [source, , , fresh] = c.peers as [SimPeer, SimPeer, SimPeer, SimPeer];
+              // Peer 3 is not linked and writes nothing: it hears only what is injected.
+              const workload = steps
+                .filter((s) => ['create', 'value', 'rename', 'delete', 'run'].includes(s.t))
+                .map((s) => ('at' in s ? { ...s, at: s.at % 3 } : s))
+                .map((s) => (s.t === 'create' ? { ...s, owner: s.owner % 3 } : s));
+              const writes = await runSteps(c, workload);
+              await c.net.runUntil(() => writes.every((w) => w.done));
+              await c.net.settle();
+              const ops: Op[] = c.peers.slice(0, 3).flatMap((p) => source.store.opsAfter(p.id, 0, 1_000_000));
+              const random = seededRandom(seed);
+              const order = ops.map((_, i) => i);
+              for (let i = 0; i < ops.length * duplicates; i++) order.push(Math.floor(random() * ops.length));
+              for (let i = order.length - 1; i > 0; i--) {
+                const j = Math.floor(random() * (i + 1));
+                [order[i], order[j]] = [order[j]!, order[i]!];
+              }
+              while (order.length > 0) {
+                const batch = order.splice(0, 1 + Math.floor(random() * maxBatch)).map((i) => ops[i]!);
+                c.net.inject(source.id, fresh.id, { t: 'ops', ops: batch });
+              }
+              await c.net.settle();
+              const vv = fresh.replicator.versionVector();
+              for (const p of c.peers.slice(0, 3))
+                assert.equal(vv[p.id], source.store.ownerState(p.id).applied);
+              assert.deepEqual(
+                fresh.store.nodes().filter((n) => n.owner !== fresh.id),
+                source.store.nodes(),
+              );
+              for (const op of ops)
+                assert.deepEqual(fresh.store.node(op.node.id), source.store.node(op.node.id));
+            },
+          );
+        },
+      ),
+      { numRuns: 30, includeErrorInReport: true },
+    );
+  });
+
+  test('a replica cut off while the log was compacted catches up from a snapshot', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom<Topology>(
+          {
+            kind: 'full mesh',
+            n: 3,
+            links: [
+              [0, 1],
+              [0, 2],
+              [1, 2],
+            ],
+          },
+          {
+            kind: 'chain',
+            n: 3,
+            links: [
+              [0, 1],
+              [1, 2],
+            ],
+          },
+          {
+            kind: 'chain',
+            n: 4,
+            links: [
+              [0, 1],
+              [1, 2],
+              [2, 3],
+            ],
+          },
+        ),
+        fc.array(step, { minLength: 3, maxLength: 15 }),
+        fc.array(step, { minLength: 3, maxLength: 20 }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.integer(),
+        async (topo, before, during, keep, seed) => {
+          await withCluster(topo.n, topo.links, { seed }, {}, async (c) => {
+            const noPartitions = (s: Step): boolean => s.t !== 'cut' && s.t !== 'heal' && s.t !== 'healAll';
+            const writes = await runSteps(c, before.filter(noPartitions));
+            await c.net.runUntil(() => writes.every((w) => w.done));
+            await c.net.settle();
+            // The last peer is cut off; the others work on and compact their logs.
+            const lagging = c.peers[c.peers.length - 1]!;
+            for (const other of c.peers) c.net.disconnect(lagging.id, other.id);
+            const others = c.peers.slice(0, -1);
+            const workload = during
+              .filter(noPartitions)
+              .map((s) => ('at' in s ? { ...s, at: s.at % others.length } : s))
+              .map((s) => (s.t === 'create' ? { ...s, owner: s.owner % others.length } : s));
+            writes.push(...(await runSteps(c, workload)));
+            await c.net.runUntil(() => writes.every((w) => w.done));
+            await c.net.settle();
+            const laggingVv = lagging.replicator.versionVector();
+            const behindCompaction = others.some(
+              (o) => o.store.ownerState(o.id).applied - keep > (laggingVv[o.id] ?? 0),
+            );
+            for (const o of others) o.store.compactLog(keep);
+            const snapsBefore = c.net.stats.delivered.snap ?? 0;
+            await healAndCheck(c, writes);
+            if (behindCompaction) {
+              assert.ok((c.net.stats.delivered.snap ?? 0) > snapsBefore, 'a snapshot was sent');
+              const received = await lagging.metrics.snapshots.get();
+              assert.ok(
+                received.values.some((v) => v.labels.direction === 'received' && v.value > 0),
+                'the lagging replica applied a snapshot',
+              );
+            }
+            // And it keeps up with ops after the snapshot.
+            const after = await runSteps(c, workload.slice(0, 5));
+            await healAndCheck(c, after);
+          });
+        },
+      ),
+      { numRuns: 25, includeErrorInReport: true },
+    );
+  });
+});
+
+describe('forwarded writes', () => {
+  test('a write reaches the owner over several hops, and the writer reads it at once', async () => {
+    const chain: [number, number][] = [
+      [0, 1],
+      [1, 2],
+      [2, 3],
+    ];
+    await withCluster(4, chain, { seed: 1 }, {}, async (c) => {
+      const [writer, , , owner] = c.peers as [SimPeer, SimPeer, SimPeer, SimPeer];
+      const project = await c.net.resolve(
+        writer.nodes.create({ type: 'Project', owner: owner.id, name: 'greenhouse' }),
+      );
+      assert.equal(project.owner, owner.id);
+      assert.equal(project.parent, owner.id, 'under the owner by default');
+      assert.deepEqual(writer.nodes.get(project.id), project, 'read-your-writes at the writer');
+      const dp = await c.net.resolve(
+        writer.nodes.create({ type: 'DataPoint', owner: owner.id, parent: project.id, name: 't', value: 1 }),
+      );
+      const updated = await c.net.resolve(writer.nodes.setValue(dp.id, 21.5));
+      assert.equal(updated.value, 21.5);
+      assert.equal(writer.nodes.get(dp.id).value, 21.5);
+      assert.deepEqual(
+        writer.events
+          .filter((e) => e.type === 'node' && e.node.id === dp.id)
+          .map((e) => e.type === 'node' && e.op),
+        ['create', 'value'],
+      );
+      await assert.rejects(
+        c.net.resolve(writer.nodes.create({ type: 'Project', owner: serverId(99), name: 'x' })),
+        (err: unknown) => err instanceof ShoalError && err.code === 'SHOAL_BAD_REQUEST',
+      );
+      await assert.rejects(
+        c.net.resolve(writer.nodes.setValue(project.id, 1)),
+        (err: unknown) => err instanceof ShoalError && err.code === 'SHOAL_BAD_REQUEST',
+        'the owner refuses a value for a Project, and the refusal comes back',
+      );
+      await c.net.settle();
+      assertConverged(c.peers);
+    });
+  });
+
+  test('a write to an owner cut off from the writer is refused with SHOAL_OWNER_UNREACHABLE', async () => {
+    await withCluster(
+      3,
+      [
+        [0, 1],
+        [1, 2],
+      ],
+      { seed: 2 },
+      {},
+      async (c) => {
+        const [writer, middle, owner] = c.peers as [SimPeer, SimPeer, SimPeer];
+        const dp = await c.net.resolve(owner.nodes.create({ type: 'DataPoint', name: 'dp' }));
+        await c.net.settle();
+        c.net.disconnect(middle.id, owner.id);
+        await c.net.settle();
+        const started = c.net.time.now();
+        await assert.rejects(
+          c.net.resolve(writer.nodes.setValue(dp.id, 5)),
+          (err: unknown) => err instanceof ShoalError && err.code === 'SHOAL_OWNER_UNREACHABLE',
+        );
+        assert.equal(c.net.time.now() - started, 0, 'refused at once: no route');
+        c.healAll();
+        await c.net.settle();
+        assertConverged(c.peers);
+        assert.equal(valueOps(owner, dp.id, 5), 0);
+      },
+    );
+  });
+
+  test('a write caught by a partition on its way is refused or applied, never applied twice', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 2, max: 5 }),
+        fc.nat({ max: 12 }),
+        fc.nat({ max: 10 }),
+        fc.boolean(),
+        fc.integer({ min: 200, max: 1000 }),
+        fc.integer(),
+        async (n, cutAfter, cutLink, duplicateWrites, forwardTimeoutMs, seed) => {
+          const chain = Array.from({ length: n - 1 }, (_, i): [number, number] => [i, i + 1]);
+          await withCluster(n, chain, { seed }, { forwardTimeoutMs }, async (c) => {
+            const writer = c.peers[0]!;
+            const owner = c.peers[n - 1]!;
+            const dp = await c.net.resolve(owner.nodes.create({ type: 'DataPoint', name: 'dp' }));
+            await c.net.settle();
+            let delivered = 0;
+            const [a, b] = chain[cutLink % chain.length]!;
+            c.net.beforeDeliver = (from, to, message) => {
+              if (delivered++ === cutAfter) c.net.disconnect(c.peers[a]!.id, c.peers[b]!.id);
+              if (duplicateWrites && message.t === 'write' && to === owner.id) {
+                c.net.inject(from, to, message); // The same request (same rid) again.
+              }
+            };
+            const started = c.net.time.now();
+            const result = await c.net.resolve(writer.nodes.setValue(dp.id, 42)).then(
+              (node) => ({ ok: true as const, node }),
+              (error: unknown) => ({ ok: false as const, error }),
+            );
+            c.net.beforeDeliver = undefined;
+            if (result.ok) {
+              assert.equal(result.node.value, 42);
+            } else {
+              assert.ok(result.error instanceof ShoalError, String(result.error));
+              assert.equal(result.error.code, 'SHOAL_OWNER_UNREACHABLE');
+              assert.ok(c.net.time.now() - started <= forwardTimeoutMs, 'within the forward timeout');
+            }
+            c.healAll();
+            await c.net.settle();
+            assertConverged(c.peers);
+            const applied = valueOps(owner, dp.id, 42);
+            assert.ok(applied <= 1, `applied ${applied} times`);
+            if (result.ok) assert.equal(applied, 1);
+          });
+        },
+      ),
+      { numRuns: 60, includeErrorInReport: true },
+    );
+  });
+
+  test('a retried forwarded write (same request id) is applied once', async () => {
+    await withCluster(2, [[0, 1]], { seed: 3 }, {}, async (c) => {
+      const [writer, owner] = c.peers as [SimPeer, SimPeer];
+      const dp = await c.net.resolve(owner.nodes.create({ type: 'DataPoint', name: 'dp' }));
+      await c.net.settle();
+      const write: LinkMessage = {
+        t: 'write',
+        rid: 'retry-1',
+        from: writer.id,
+        to: owner.id,
+        ttl: 16,
+        req: { kind: 'value', id: dp.id, value: 7 },
+      };
+      const answers: LinkMessage[] = [];
+      c.net.beforeDeliver = (_from, to, message) => {
+        if (to === writer.id && message.t === 'wres') answers.push(message);
+      };
+      c.net.inject(writer.id, owner.id, write);
+      c.net.inject(writer.id, owner.id, write);
+      await c.net.settle();
+      c.net.inject(writer.id, owner.id, write);
+      await c.net.settle();
+      assert.equal(valueOps(owner, dp.id, 7), 1);
+      const seq = owner.store.ownerState(owner.id).applied;
+      assert.equal(answers.length, 3, 'each copy is answered');
+      for (const answer of answers) {
+        assert.ok(answer.t === 'wres' && answer.ok, 'accepted');
+        assert.equal(answer.seq, seq, 'with the seq of the one op it made');
+      }
+      assertConverged(c.peers);
+    });
+  });
+});
+
+describe('deletes across owners', () => {
+  const pair: [number, number][] = [[0, 1]];
+
+  test("deleting a node deletes the other owners' nodes below it, when its tombstone reaches them", async () => {
+    await withCluster(2, pair, { seed: 5 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'garden' }));
+      await c.net.settle();
+      const dp = await c.net.resolve(b.nodes.create({ type: 'DataPoint', parent: project.id, name: 'soil' }));
+      await c.net.settle();
+      c.net.disconnect(a.id, b.id);
+      await c.net.resolve(a.nodes.delete(project.id));
+      assert.deepEqual(a.store.nodes({ type: 'DataPoint' }), [], "b's data point disappears at once at a");
+      assert.equal(a.store.node(dp.id)?.deleted, false, 'but only b deletes it');
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.equal(p.store.node(dp.id)?.deleted, true, `${p.name}: tombstone`);
+      assertConverged(c.peers);
+    });
+  });
+
+  test("a snapshot that no longer holds a deleted parent still deletes this owner's nodes below it", async () => {
+    await withCluster(2, pair, { seed: 6 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'garden' }));
+      await c.net.settle();
+      const dp = await c.net.resolve(b.nodes.create({ type: 'DataPoint', parent: project.id, name: 'soil' }));
+      await c.net.settle();
+      c.net.disconnect(a.id, b.id);
+      await c.net.resolve(a.nodes.delete(project.id));
+      a.store.compactLog(0); // The tombstone's op is gone: b gets a snapshot without the project.
+      c.healAll();
+      await c.net.settle();
+      assert.ok((c.net.stats.delivered.snap ?? 0) > 0, 'a snapshot was sent');
+      assert.equal(b.store.node(project.id), undefined);
+      for (const p of c.peers) {
+        assert.equal(p.store.node(dp.id)?.deleted, true, `${p.name}: the orphan is deleted by its owner`);
+      }
+      assert.equal(b.store.counts().nodes, 2, 'the two Server nodes');
+      assertConverged(c.peers);
+    });
+  });
+
+  test('sweepOrphans finishes a cascade that was interrupted', async () => {
+    await withCluster(2, pair, { seed: 7 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'garden' }));
+      await c.net.settle();
+      const dp = await c.net.resolve(b.nodes.create({ type: 'DataPoint', parent: project.id, name: 'soil' }));
+      await c.net.settle();
+      b.replicator.stop(); // The tombstone arrives, but b cannot write its cascade.
+      await c.net.resolve(a.nodes.delete(project.id));
+      await c.net.settle();
+      assert.equal(b.store.node(project.id)?.deleted, true);
+      assert.equal(b.store.node(dp.id)?.deleted, false);
+      b.replicator.start();
+      b.replicator.sweepOrphans();
+      await c.net.settle();
+      for (const p of c.peers) assert.equal(p.store.node(dp.id)?.deleted, true, p.name);
+      assertConverged(c.peers);
+    });
+  });
+});
+
+describe('receiving ops', () => {
+  test('ops held past a gap are counted out again when a snapshot replaces them', async () => {
+    // maxPendingOps 1: the one slot must come free again after the snapshot.
+    await withCluster(2, [[0, 1]], { seed: 4 }, { maxPendingOps: 1 }, async (c) => {
+      const [sender, receiver] = c.peers as [SimPeer, SimPeer];
+      c.net.disconnect(sender.id, receiver.id);
+      const owner = serverId(7); // An owner that is not in this cluster.
+      const id = c.newId();
+      const op = (seq: number): Op => ({
+        owner,
+        seq,
+        hlc: encodeHlc(c.net.time.now(), seq),
+        kind: seq === 1 ? 'create' : 'update',
+        node: { id, type: 'Project', parent: null, name: `v${seq}`, meta: {} },
+      });
+      const ops = (...seqs: number[]): LinkMessage => ({ t: 'ops', ops: seqs.map(op) });
+      c.net.inject(sender.id, receiver.id, ops(1));
+      c.net.inject(sender.id, receiver.id, ops(3)); // Held: 2 is missing.
+      const { node: state, hlc } = op(4);
+      c.net.inject(sender.id, receiver.id, {
+        t: 'snap',
+        owner,
+        seq: 4,
+        nodes: [{ ...state, hlc, version: 4 }],
+        last: true,
+      });
+      assert.equal(receiver.replicator.versionVector()[owner], 4);
+      c.net.inject(sender.id, receiver.id, ops(6)); // Held: 5 is missing.
+      c.net.inject(sender.id, receiver.id, ops(5));
+      assert.equal(receiver.replicator.versionVector()[owner], 6, 'op 6 was held and applied after 5');
+      assert.equal(receiver.store.node(id)?.name, 'v6');
+      await c.net.settle();
+    });
+  });
+});
+
+function valueOps(owner: SimPeer, id: string, value: unknown): number {
+  return owner.store
+    .opsAfter(owner.id, 0, 1_000_000)
+    .filter((o) => o.kind === 'value' && o.node.id === id && o.node.value === value).length;
+}

@@ -1,0 +1,518 @@
+/**
+ * The SQLite store (src/store/store.ts): ops of an owner applied strictly in sequence, the version
+ * vector and log, what `nodes()` shows of a tree with deletes and missing parents, snapshots
+ * (`replaceOwner`), compaction, tombstone collection, data point series and their retention, and
+ * the schema version of a database file.
+ */
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { encodeHlc } from '../../src/clock.ts';
+import { ShoalError } from '../../src/errors.ts';
+import type { NodeType } from '../../src/store/node-types.ts';
+import { MIGRATIONS } from '../../src/store/schema.ts';
+import { type NodeState, type Op, type OpKind, Store, type StoredNode } from '../../src/store/store.ts';
+
+const T0 = 1_700_000_000_000;
+const OWNER_A = 'aaaaaaaa-0000-4000-8000-000000000001';
+const OWNER_B = 'bbbbbbbb-0000-4000-8000-000000000002';
+const OWNER_C = 'cccccccc-0000-4000-8000-000000000003';
+const OWNERS = [OWNER_A, OWNER_B, OWNER_C];
+
+/** A UUID-shaped node id from a small number, so failures read well. */
+function nid(n: number): string {
+  return `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+}
+
+function state(id: string, parent: string | null, extra: Partial<NodeState> = {}): NodeState {
+  return { id, type: 'Project', parent, name: `node ${id.slice(-4)}`, meta: {}, ...extra };
+}
+
+function op(owner: string, seq: number, kind: OpKind, node: NodeState, wall = T0 + seq): Op {
+  return { owner, seq, hlc: encodeHlc(wall, 0), kind, node };
+}
+
+/** Writes ops of several owners, numbering each owner's in turn. */
+class Writer {
+  readonly #seq = new Map<string, number>();
+  constructor(readonly store: Store) {}
+
+  write(owner: string, kind: OpKind, node: NodeState, wall?: number): Op {
+    const seq = (this.#seq.get(owner) ?? 0) + 1;
+    this.#seq.set(owner, seq);
+    const o = op(owner, seq, kind, node, wall);
+    assert.equal(
+      this.store.transaction('NORMAL', () => this.store.applyOp(o)),
+      'applied',
+    );
+    return o;
+  }
+}
+
+const tempDirs: string[] = [];
+after(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function tempFile(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-store-'));
+  tempDirs.push(dir);
+  return join(dir, 'data', 'shoal.db');
+}
+
+describe('Store: applying ops', () => {
+  test('applied, then duplicate at or below applied, gap past the next seq', () => {
+    const store = new Store(':memory:');
+    const a1 = op(OWNER_A, 1, 'create', state(nid(1), null));
+    const a2 = op(OWNER_A, 2, 'update', state(nid(1), null, { name: 'renamed' }));
+    const a4 = op(OWNER_A, 4, 'update', state(nid(1), null, { name: 'later' }));
+    assert.equal(store.applyOp(a2), 'gap', 'seq 2 before seq 1');
+    assert.equal(store.node(nid(1)), undefined, 'a gap changes nothing');
+    assert.equal(store.applyOp(a1), 'applied');
+    assert.equal(store.applyOp(a1), 'duplicate');
+    assert.equal(store.applyOp(a4), 'gap');
+    assert.equal(store.applyOp(a2), 'applied');
+    assert.equal(store.applyOp({ ...a1, node: state(nid(1), null, { name: 'replayed' }) }), 'duplicate');
+    assert.equal(store.node(nid(1))?.name, 'renamed');
+    assert.equal(store.node(nid(1))?.version, 2);
+    assert.deepEqual(store.ownerState(OWNER_A), { applied: 2, logFloor: 1 });
+    assert.deepEqual(store.ownerState(OWNER_B), { applied: 0, logFloor: 1 }, 'an unknown owner');
+    store.close();
+  });
+
+  test('the version vector is the applied seq of every owner', () => {
+    const store = new Store(':memory:');
+    assert.deepEqual(store.versionVector(), {});
+    const w = new Writer(store);
+    w.write(OWNER_A, 'create', state(nid(1), null));
+    w.write(OWNER_B, 'create', state(nid(2), nid(1)));
+    w.write(OWNER_A, 'update', state(nid(1), null, { name: 'x' }));
+    assert.deepEqual(store.versionVector(), { [OWNER_A]: 2, [OWNER_B]: 1 });
+    store.close();
+  });
+
+  test('opsAfter returns the log of one owner after a seq, oldest first, at most limit', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    const written: Op[] = [];
+    for (let i = 1; i <= 6; i++) written.push(w.write(OWNER_A, 'create', state(nid(i), null)));
+    w.write(OWNER_B, 'create', state(nid(99), null));
+    assert.deepEqual(store.opsAfter(OWNER_A, 0, 100), written);
+    assert.deepEqual(
+      store.opsAfter(OWNER_A, 2, 3).map((o) => o.seq),
+      [3, 4, 5],
+    );
+    assert.deepEqual(store.opsAfter(OWNER_A, 6, 10), []);
+    assert.deepEqual(
+      store.opsAfter(OWNER_B, 0, 10).map((o) => o.node.id),
+      [nid(99)],
+    );
+    store.close();
+  });
+
+  test('a node carries its op: owner, version, hlc, value, and delete leaves a tombstone', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    w.write(
+      OWNER_A,
+      'create',
+      state(nid(1), null, { type: 'DataPoint', meta: { unit: 'W', future: { x: 1 } }, value: 3.5 }),
+      T0 + 1234,
+    );
+    const node = store.node(nid(1))!;
+    assert.deepEqual(node, {
+      id: nid(1),
+      type: 'DataPoint',
+      parent: null,
+      owner: OWNER_A,
+      name: `node ${nid(1).slice(-4)}`,
+      meta: { unit: 'W', future: { x: 1 } },
+      value: 3.5,
+      updatedAt: new Date(T0 + 1234).toISOString(),
+      version: 1,
+      hlc: encodeHlc(T0 + 1234, 0),
+      deleted: false,
+    } satisfies StoredNode);
+    w.write(OWNER_A, 'delete', state(nid(1), null, { type: 'DataPoint' }));
+    assert.equal(store.node(nid(1))?.deleted, true);
+    assert.equal(store.visibleNode(nid(1)), undefined);
+    assert.deepEqual(store.nodes(), []);
+    assert.deepEqual(store.counts(), { nodes: 0, ops: 2, points: 0 });
+    store.close();
+  });
+
+  test('a failing transaction stores nothing of its ops', () => {
+    const store = new Store(':memory:');
+    assert.throws(
+      () =>
+        store.transaction('FULL', () => {
+          store.applyOp(op(OWNER_A, 1, 'create', state(nid(1), null)));
+          throw new Error('boom');
+        }),
+      /boom/,
+    );
+    assert.equal(store.node(nid(1)), undefined);
+    assert.deepEqual(store.versionVector(), {});
+    assert.deepEqual(store.opsAfter(OWNER_A, 0, 10), []);
+    store.close();
+  });
+});
+
+describe('Store: the visible tree', () => {
+  interface Plan {
+    /** For node i: its parent (an earlier node, no parent, or an id that never arrives). */
+    parents: ({ kind: 'root' } | { kind: 'node'; index: number } | { kind: 'missing' })[];
+    owners: number[];
+    types: NodeType[];
+    deleted: boolean[];
+    /** The order the creates arrive in (each owner's still in its own sequence). */
+    order: number[];
+  }
+
+  const plan: fc.Arbitrary<Plan> = fc.integer({ min: 1, max: 24 }).chain((n) =>
+    fc.record({
+      parents: fc.tuple(
+        ...Array.from({ length: n }, (_, i) =>
+          fc.oneof(
+            { weight: 1, arbitrary: fc.constant({ kind: 'root' as const }) },
+            { weight: 1, arbitrary: fc.constant({ kind: 'missing' as const }) },
+            {
+              weight: i === 0 ? 0 : 6,
+              arbitrary: fc.integer({ min: 0, max: Math.max(0, i - 1) }).map((index) => ({
+                kind: 'node' as const,
+                index,
+              })),
+            },
+          ),
+        ),
+      ),
+      owners: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: n, maxLength: n }),
+      types: fc.array(fc.constantFrom<NodeType>('Project', 'DataPoint', 'Button'), {
+        minLength: n,
+        maxLength: n,
+      }),
+      deleted: fc.array(fc.boolean(), { minLength: n, maxLength: n }),
+      order: fc.shuffledSubarray(
+        Array.from({ length: n }, (_, i) => i),
+        { minLength: n, maxLength: n },
+      ),
+    }),
+  );
+
+  function parentOf(p: Plan, i: number): string | null {
+    const parent = p.parents[i]!;
+    if (parent.kind === 'root') return null;
+    if (parent.kind === 'missing') return nid(10_000 + i);
+    return nid(parent.index + 1);
+  }
+
+  test('a node is listed iff it and all its ancestors are live and the chain reaches a root', () => {
+    fc.assert(
+      fc.property(plan, (p) => {
+        const store = new Store(':memory:');
+        const w = new Writer(store);
+        const n = p.parents.length;
+        const stateOf = (i: number): NodeState =>
+          state(nid(i + 1), parentOf(p, i), { type: p.types[i]!, name: `n${i % 5}` });
+        for (const i of p.order) w.write(OWNERS[p.owners[i]!]!, 'create', stateOf(i));
+        for (let i = 0; i < n; i++) {
+          if (p.deleted[i]) w.write(OWNERS[p.owners[i]!]!, 'delete', stateOf(i));
+        }
+
+        const visible = (i: number): boolean => {
+          if (p.deleted[i]) return false;
+          const parent = p.parents[i]!;
+          if (parent.kind === 'root') return true;
+          if (parent.kind === 'missing') return false;
+          return visible(parent.index);
+        };
+        const expected = Array.from({ length: n }, (_, i) => i).filter(visible);
+        const listed = store.nodes();
+        assert.deepEqual(listed.map((x) => x.id).sort(), expected.map((i) => nid(i + 1)).sort());
+        // Ordered by type, name, id.
+        const key = (x: { type: string; name: string; id: string }): string =>
+          `${x.type}\u0000${x.name}\u0000${x.id}`;
+        assert.deepEqual(
+          listed.map(key),
+          listed.map(key).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+        );
+        for (let i = 0; i < n; i++) {
+          assert.equal(store.visibleNode(nid(i + 1))?.id, visible(i) ? nid(i + 1) : undefined, `node ${i}`);
+        }
+        // Filters pick from what is visible.
+        for (const owner of OWNERS) {
+          assert.deepEqual(
+            store.nodes({ owner }).map((x) => x.id),
+            listed.filter((x) => x.owner === owner).map((x) => x.id),
+          );
+        }
+        assert.deepEqual(
+          store.nodes({ type: 'DataPoint' }).map((x) => x.id),
+          listed.filter((x) => x.type === 'DataPoint').map((x) => x.id),
+        );
+        assert.deepEqual(
+          store.nodes({ parent: nid(1) }).map((x) => x.id),
+          listed.filter((x) => x.parent === nid(1)).map((x) => x.id),
+        );
+        // childIds lists live children, visible or not.
+        for (let i = 0; i < n; i++) {
+          const children = Array.from({ length: n }, (_, j) => j).filter(
+            (j) => parentOf(p, j) === nid(i + 1) && !p.deleted[j],
+          );
+          assert.deepEqual(store.childIds(nid(i + 1)).sort(), children.map((j) => nid(j + 1)).sort());
+        }
+        store.close();
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  test('visibleNode gives up on a parent cycle instead of looping', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    w.write(OWNER_A, 'create', state(nid(1), nid(2)));
+    w.write(OWNER_A, 'create', state(nid(2), nid(1)));
+    assert.equal(store.visibleNode(nid(1)), undefined);
+    assert.deepEqual(store.nodes(), []);
+    store.close();
+  });
+});
+
+describe('Store: snapshots, compaction, tombstones', () => {
+  test('replaceOwner swaps in a snapshot of one owner: nodes, no log, floor past it', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    w.write(OWNER_A, 'create', state(nid(1), null));
+    w.write(OWNER_A, 'create', state(nid(2), nid(1)));
+    w.write(OWNER_A, 'create', state(nid(3), nid(1)));
+    w.write(OWNER_A, 'delete', state(nid(3), nid(1)));
+    w.write(OWNER_B, 'create', state(nid(9), nid(1)));
+    const snapshot: StoredNode[] = [
+      {
+        ...store.node(nid(1))!,
+        name: 'renamed at the owner',
+        version: 8,
+        hlc: encodeHlc(T0 + 8, 0),
+      },
+      {
+        id: nid(4),
+        type: 'DataPoint',
+        parent: nid(1),
+        owner: OWNER_A,
+        name: 'new',
+        meta: { unit: 'V' },
+        value: 12,
+        updatedAt: '',
+        version: 10,
+        hlc: encodeHlc(T0 + 10, 0),
+        deleted: false,
+      },
+    ];
+    store.transaction('NORMAL', () => store.replaceOwner(OWNER_A, 10, snapshot));
+    assert.deepEqual(
+      store.ownerNodes(OWNER_A).map((x) => [x.id, x.name, x.version]),
+      [
+        [nid(1), 'renamed at the owner', 8],
+        [nid(4), 'new', 10],
+      ],
+    );
+    assert.equal(store.node(nid(2)), undefined, 'gone: not in the snapshot');
+    assert.equal(store.node(nid(3)), undefined, 'tombstones go too');
+    assert.equal(store.node(nid(4))?.value, 12);
+    assert.equal(store.node(nid(4))?.updatedAt, new Date(T0 + 10).toISOString());
+    assert.deepEqual(store.opsAfter(OWNER_A, 0, 100), []);
+    assert.deepEqual(store.ownerState(OWNER_A), { applied: 10, logFloor: 11 });
+    assert.deepEqual(store.ownerState(OWNER_B), { applied: 1, logFloor: 1 }, 'other owners untouched');
+    assert.equal(store.node(nid(9))?.owner, OWNER_B);
+    assert.equal(store.applyOp(op(OWNER_A, 10, 'update', state(nid(1), null))), 'duplicate');
+    assert.equal(store.applyOp(op(OWNER_A, 12, 'update', state(nid(1), null))), 'gap');
+    assert.equal(store.applyOp(op(OWNER_A, 11, 'update', state(nid(1), null, { name: 'n11' }))), 'applied');
+    assert.deepEqual(store.ownerState(OWNER_A), { applied: 11, logFloor: 11 });
+    assert.deepEqual(
+      store.opsAfter(OWNER_A, 0, 100).map((o) => o.seq),
+      [11],
+    );
+    store.close();
+  });
+
+  test('compactLog keeps the newest N ops of each owner and raises the floor, never lowers it', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 30 }), { minLength: 3, maxLength: 3 }),
+        fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 4 }),
+        (counts, keeps) => {
+          const store = new Store(':memory:');
+          const w = new Writer(store);
+          let id = 0;
+          counts.forEach((count, o) => {
+            for (let i = 0; i < count; i++) w.write(OWNERS[o]!, 'create', state(nid(++id), null));
+          });
+          const floor = counts.map(() => 1);
+          for (const keep of keeps) {
+            let expectRemoved = 0;
+            counts.forEach((applied, o) => {
+              const next = Math.max(floor[o]!, applied - keep + 1);
+              expectRemoved += next - floor[o]!;
+              floor[o] = next;
+            });
+            assert.equal(store.compactLog(keep), expectRemoved);
+            counts.forEach((applied, o) => {
+              const owner = OWNERS[o]!;
+              if (applied === 0) return;
+              assert.deepEqual(store.ownerState(owner), { applied, logFloor: floor[o] });
+              const seqs = store.opsAfter(owner, 0, 1000).map((x) => x.seq);
+              assert.deepEqual(
+                seqs,
+                Array.from({ length: applied - floor[o]! + 1 }, (_, i) => floor[o]! + i),
+              );
+            });
+          }
+          store.close();
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test('collectTombstones removes only tombstones older than the bound whose op left the log', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    for (let i = 1; i <= 4; i++) w.write(OWNER_A, 'create', state(nid(i), null), T0 + i); // seq 1-4
+    w.write(OWNER_A, 'delete', state(nid(1), null), T0 + 10); // seq 5
+    w.write(OWNER_A, 'delete', state(nid(2), null), T0 + 20); // seq 6
+    w.write(OWNER_A, 'delete', state(nid(3), null), T0 + 30); // seq 7
+    w.write(OWNER_B, 'create', state(nid(8), null), T0 + 1); // B seq 1
+    w.write(OWNER_B, 'delete', state(nid(8), null), T0 + 2); // B seq 2, B's log never compacted
+    assert.equal(store.collectTombstones(encodeHlc(T0 + 1000, 0)), 0, 'every op is still in the log');
+    store.compactLog(2); // A's floor 6: the op of the first delete (seq 5) has left the log
+    assert.deepEqual(store.ownerState(OWNER_A), { applied: 7, logFloor: 6 });
+    assert.equal(store.collectTombstones(encodeHlc(T0 + 5, 0)), 0, 'too recent');
+    assert.equal(store.collectTombstones(encodeHlc(T0 + 1000, 0)), 1);
+    assert.equal(store.node(nid(1)), undefined);
+    assert.equal(store.node(nid(2))?.deleted, true, 'its op (seq 6) is still in the log');
+    assert.equal(store.node(nid(3))?.deleted, true);
+    assert.equal(store.node(nid(4))?.deleted, false, 'live nodes stay');
+    assert.equal(store.node(nid(8))?.deleted, true, "B's log still holds it");
+    store.compactLog(0);
+    assert.equal(store.collectTombstones(encodeHlc(T0 + 25, 0)), 2, 'A seq 6 and B seq 2, both old enough');
+    assert.equal(store.node(nid(3))?.deleted, true, 'newer than the bound');
+    assert.equal(store.node(nid(4))?.deleted, false);
+    store.close();
+  });
+});
+
+describe('Store: series', () => {
+  test("value ops append to a data point's series at the op's wall time", () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    const dp = (value?: unknown): NodeState =>
+      state(nid(1), null, { type: 'DataPoint', ...(value === undefined ? {} : { value }) });
+    w.write(OWNER_A, 'create', dp(1), T0 + 1); // a create with a value is not a reading
+    w.write(OWNER_A, 'value', dp(2), T0 + 2);
+    w.write(OWNER_A, 'update', { ...dp(2), name: 'renamed' }, T0 + 3);
+    w.write(OWNER_A, 'value', dp({ a: [1] }), T0 + 4);
+    w.write(OWNER_A, 'value', dp(null), T0 + 5);
+    w.write(OWNER_A, 'create', state(nid(2), null, { value: 7 }), T0 + 6);
+    w.write(OWNER_A, 'value', state(nid(2), null, { value: 8 }), T0 + 7); // not a DataPoint
+    assert.deepEqual(store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 100), [
+      { t: T0 + 2, value: 2 },
+      { t: T0 + 4, value: { a: [1] } },
+      { t: T0 + 5, value: null },
+    ]);
+    assert.deepEqual(store.series(nid(1), T0 + 3, T0 + 4, 100), [{ t: T0 + 4, value: { a: [1] } }]);
+    assert.deepEqual(store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 1), [{ t: T0 + 2, value: 2 }]);
+    assert.deepEqual(store.series(nid(2), 0, Number.MAX_SAFE_INTEGER, 100), []);
+    assert.equal(store.counts().points, 3);
+    store.close();
+  });
+
+  test("pruneSeries drops values older than the data point's retentionMs, else the default", () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    const short = state(nid(1), null, { type: 'DataPoint', meta: { retentionMs: 5_000 } });
+    const plain = state(nid(2), null, { type: 'DataPoint' });
+    w.write(OWNER_A, 'create', short, T0);
+    w.write(OWNER_A, 'create', plain, T0);
+    for (const age of [1_000, 4_000, 6_000, 30_000, 70_000]) {
+      w.write(OWNER_A, 'value', { ...short, value: age }, T0 + 100_000 - age);
+      w.write(OWNER_A, 'value', { ...plain, value: age }, T0 + 100_000 - age);
+    }
+    const now = T0 + 100_000;
+    assert.equal(store.pruneSeries(now, 60_000), 3 + 1);
+    const ages = (id: string): unknown[] =>
+      store.series(id, 0, Number.MAX_SAFE_INTEGER, 100).map((p) => p.value);
+    assert.deepEqual(ages(nid(1)), [4_000, 1_000]);
+    assert.deepEqual(ages(nid(2)), [30_000, 6_000, 4_000, 1_000]);
+    assert.equal(store.pruneSeries(now, 60_000), 0);
+    assert.equal(store.pruneSeries(now, 10_000), 1, 'a shorter default');
+    assert.deepEqual(ages(nid(2)), [6_000, 4_000, 1_000]);
+    store.close();
+  });
+});
+
+describe('Store: the database file', () => {
+  test('a file database keeps everything across close and reopen, at the current schema', () => {
+    const file = tempFile();
+    const first = new Store(file);
+    const w = new Writer(first);
+    w.write(OWNER_A, 'create', state(nid(1), null, { type: 'DataPoint' }));
+    w.write(OWNER_A, 'value', state(nid(1), null, { type: 'DataPoint', value: 5 }));
+    w.write(OWNER_B, 'create', state(nid(2), nid(1)));
+    first.compactLog(1);
+    first.close();
+    first.close(); // Safe twice.
+
+    const raw = new Database(file, { readonly: true });
+    assert.equal(raw.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+    raw.close();
+
+    const again = new Store(file);
+    assert.deepEqual(again.versionVector(), { [OWNER_A]: 2, [OWNER_B]: 1 });
+    assert.deepEqual(again.ownerState(OWNER_A), { applied: 2, logFloor: 2 });
+    assert.deepEqual(
+      again.nodes().map((n) => n.id),
+      [nid(1), nid(2)],
+    );
+    assert.equal(again.node(nid(1))?.value, 5);
+    assert.equal(again.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 10).length, 1);
+    assert.equal(
+      again.applyOp(op(OWNER_A, 3, 'update', state(nid(1), null, { type: 'DataPoint' }))),
+      'applied',
+    );
+    again.close();
+  });
+
+  test('a database of a newer schema is refused with SHOAL_DATA_DIR and left untouched', () => {
+    const file = tempFile();
+    new Store(file).close();
+    const raw = new Database(file);
+    raw.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    raw.close();
+    assert.throws(
+      () => new Store(file),
+      (err: unknown) =>
+        err instanceof ShoalError && err.code === 'SHOAL_DATA_DIR' && /newer shoal/.test(err.message),
+    );
+    const check = new Database(file, { readonly: true });
+    assert.equal(check.pragma('user_version', { simple: true }), MIGRATIONS.length + 1);
+    check.close();
+  });
+
+  test('a file that is not a database is refused with SHOAL_DATA_DIR', () => {
+    const file = tempFile();
+    new Store(file).close();
+    rmSync(`${file}-wal`, { force: true });
+    rmSync(`${file}-shm`, { force: true });
+    writeFileSync(file, 'this is not an SQLite database, just some text long enough to have a header');
+    assert.throws(
+      () => new Store(file),
+      (err: unknown) => err instanceof ShoalError && err.code === 'SHOAL_DATA_DIR',
+    );
+  });
+});
