@@ -70,6 +70,11 @@ export const ConfigSchema = Type.Object(
     seriesRetentionMs: Ms(1000),
     maintenanceIntervalMs: Ms(100),
     maxClockDriftMs: Ms(0),
+    automationSettleMs: Ms(0),
+    automationStartupMs: Ms(0),
+    automationStateIntervalMs: Ms(0),
+    automationMaxEventAgeMs: Ms(0),
+    webhookBackoffMs: Ms(0),
   },
   { additionalProperties: false },
 );
@@ -208,6 +213,19 @@ export const DEFAULTS: Config = {
   /** Timestamps from another server further ahead of local time than this are not followed, so
    * one wrong clock cannot drag the mesh's timestamps into the future. */
   maxClockDriftMs: 60_000,
+
+  /** A job with placement "any" that this server newly wins starts only after the view of live
+   * servers has been stable this long, so the server that lost it has stopped first (fencing). */
+  automationSettleMs: 1000,
+  /** After a start, jobs with placement "any" wait this long, so discovery finds the others
+   * before this server decides it should run everything. */
+  automationStartupMs: 5000,
+  /** Run state of a job is told to the mesh at most this often (fires always go at once). */
+  automationStateIntervalMs: 250,
+  /** Values older than this when they arrive (catching up after a partition) fire no trigger. */
+  automationMaxEventAgeMs: 30_000,
+  /** First retry delay of an OutgoingWebHook; it doubles per retry. */
+  webhookBackoffMs: 500,
 };
 
 /** Shorter timings for tests and benchmarks on loopback; everything else stays at DEFAULTS. */
@@ -223,6 +241,9 @@ export function testDefaults(): Partial<Config> {
     reconnectBaseMs: 50,
     reconnectMaxMs: 1000,
     handshakeTimeoutMs: 2000,
+    automationSettleMs: 200,
+    automationStartupMs: 1000,
+    webhookBackoffMs: 100,
     logLevel: 'warn',
   };
 }

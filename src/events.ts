@@ -12,6 +12,7 @@ import type { OpKind, ShoalNode } from './store/store.ts';
 export type ShoalEvent = { id: number; at: string } & (
   | { type: 'peer'; peer: PeerView }
   | { type: 'node'; op: OpKind; node: ShoalNode }
+  | { type: 'automation'; nodeId: string; fire: boolean; state: Record<string, unknown> }
 );
 
 type EventBody = ShoalEvent extends infer E ? (E extends ShoalEvent ? Omit<E, 'id' | 'at'> : never) : never;

@@ -85,6 +85,18 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly automationRuns = new Counter({
+    name: 'shoal_automation_runs_total',
+    help: 'Executor runs on this server, by node type and result (ok, error).',
+    labelNames: ['type', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly automationFires = new Counter({
+    name: 'shoal_automation_fires_total',
+    help: 'Triggers fired on this server, by node type.',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
   readonly eventClients = new Gauge({
     name: 'shoal_event_clients',
     help: 'Clients connected to the event streams (SSE and WebSocket).',

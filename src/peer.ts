@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { ApiKeys } from './api/auth.ts';
 import { buildApi } from './api/server.ts';
+import { AutomationEngine } from './automation/engine.ts';
+import { automationProblem } from './automation/validate.ts';
 import { type Clock, encodeHlc, HybridClock, type Random, systemClock } from './clock.ts';
 import { type Config, parseHostPort } from './config.ts';
 import { deriveClusterKeys, secretWeakness } from './crypto.ts';
@@ -68,6 +70,7 @@ export class Peer {
   #store: Store | undefined;
   #replicator: Replicator | undefined;
   #nodes: NodeService | undefined;
+  #engine: AutomationEngine | undefined;
   #maintenance: ReturnType<typeof setInterval> | undefined;
 
   constructor(config: Config, options: PeerOptions = {}) {
@@ -165,7 +168,6 @@ export class Peer {
       },
     );
     this.#replicator = replicator;
-    mesh.application = replicator;
     const nodes = new NodeService({
       selfId: this.#identity.id,
       store,
@@ -173,6 +175,53 @@ export class Peer {
       knows: (id) => mesh.table.get(id) !== undefined,
     });
     this.#nodes = nodes;
+    const engine = new AutomationEngine(
+      {
+        selfId: this.#identity.id,
+        store,
+        setValue: (id, value) => nodes.setValue(id, value),
+        events: this.events,
+        clock,
+        log: this.log,
+        metrics: this.metrics,
+        membership: () => {
+          const peers = mesh.peers();
+          return {
+            live: peers.filter((p) => p.state === 'connected').map((p) => p.id),
+            known: peers.length + 1,
+          };
+        },
+        flood: (message, from) => mesh.flood(message, message.origin, from),
+      },
+      {
+        settleMs: config.automationSettleMs,
+        startupMs: config.automationStartupMs,
+        stateIntervalMs: config.automationStateIntervalMs,
+        maxEventAgeMs: config.automationMaxEventAgeMs,
+        webhookBackoffMs: config.webhookBackoffMs,
+      },
+    );
+    this.#engine = engine;
+    nodes.hooks = {
+      check: (node) =>
+        automationProblem(
+          node,
+          (id) => store.visibleNode(id),
+          () => store.nodes(),
+        ),
+      decorate: (node) => {
+        const state = engine.stateOf(node.id);
+        return state ? { ...node, state } : node;
+      },
+    };
+    // Replication and automation share the links: automation state goes to the engine.
+    mesh.application = {
+      linkUp: (peer) => replicator.linkUp(peer),
+      linkDown: (peer) => replicator.linkDown(peer),
+      routesChanged: () => replicator.routesChanged(),
+      message: (peer, message) =>
+        message.t === 'auto' ? engine.receive(peer, message) : replicator.message(peer, message),
+    };
 
     const api = await buildApi(
       {
@@ -185,6 +234,7 @@ export class Peer {
         startedAt: this.#startedAt,
         acceptLink: (ws, address) => mesh.accept(ws, address),
         nodes,
+        fire: (id, payload) => engine.fire(id, payload),
       },
       config,
     );
@@ -251,6 +301,7 @@ export class Peer {
     );
     replicator.start();
     await this.#publishServerNode();
+    engine.start();
     this.#maintenance = setInterval(() => this.#maintain(), config.maintenanceIntervalMs);
     this.#maintenance.unref();
     mesh.start();
@@ -283,6 +334,7 @@ export class Peer {
       this.#mesh?.stop();
       await this.#discovery?.stop();
       await this.#api?.close();
+      this.#engine?.stop();
       this.#replicator?.stop();
       this.#store?.close();
       this.log.info('shoal peer stopped');

@@ -56,6 +56,8 @@ export const Node = Type.Object({
   value: Type.Optional(Type.Unknown()),
   updatedAt: Type.String(),
   version: Type.Integer(),
+  /** Automation nodes: what the job last did (runner, runs, lastRun, ok, result, error). */
+  state: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 
 export const Nodes = Type.Object({ nodes: Type.Array(Node) });

@@ -20,6 +20,7 @@ import type { PeerView } from '../mesh/peer-table.ts';
 import type { Metrics } from '../metrics.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import { type ApiKeys, bearerKey } from './auth.ts';
+import { automationRoutes } from './automation-routes.ts';
 import { ClientSlots, eventRoutes } from './events-route.ts';
 import { nodeRoutes } from './node-routes.ts';
 import { Health, Peers, Server } from './schemas.ts';
@@ -34,6 +35,8 @@ export interface ApiDeps {
   peers: () => PeerView[];
   startedAt: number;
   nodes: NodeService;
+  /** Fires a trigger from outside (a press, an incoming webhook). */
+  fire: (id: string, payload: unknown) => void;
   /** Hands an inbound /mesh/v1 WebSocket to the mesh. */
   acceptLink: (ws: WebSocket, remoteAddress: string) => void;
 }
@@ -107,6 +110,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       clientBufferBytes: options.eventClientBufferBytes,
     });
     await api.register(nodeRoutes, { nodes: deps.nodes });
+    await api.register(automationRoutes, { nodes: deps.nodes, fire: deps.fire });
     await api.register(streamRoute, {
       nodes: deps.nodes,
       events: deps.events,

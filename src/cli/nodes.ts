@@ -172,6 +172,12 @@ export function describeEvent(event: ShoalEvent): string {
     const p = event.peer;
     return `${time} peer ${p.name} ${p.state}${p.route && p.route !== 'direct' ? ' (relayed)' : ''}`;
   }
+  if (event.type === 'automation') {
+    const s = event.state as { ok?: boolean; result?: unknown; error?: string; runner?: string };
+    const what = event.fire ? 'fired' : s.ok ? 'ran' : 'failed';
+    const detail = s.error ? `: ${s.error}` : s.result === undefined ? '' : ` -> ${formatValue(s.result)}`;
+    return `${time} ${what} ${event.nodeId}${detail} (on ${s.runner?.slice(0, 8) ?? '?'})`;
+  }
   const n = event.node;
   const value = event.op === 'value' ? ` = ${formatValue(n.value, n.meta.unit)}` : '';
   return `${time} ${event.op} ${n.type} ${n.name}${value}  ${n.id}`;

@@ -119,6 +119,20 @@ const WriteResult = Type.Object({
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
 });
 
+/**
+ * Automation run state, flooded to every peer (not stored): `fire` says a trigger fired, so the
+ * executors it wakes run wherever they are placed. Deduplicated by (origin, seq).
+ */
+const Auto = Type.Object({
+  t: Type.Literal('auto'),
+  origin: Id,
+  seq: Type.Integer({ minimum: 0 }),
+  id: Id,
+  fire: Type.Boolean(),
+  state: Type.Record(Type.String(), Type.Unknown()),
+});
+export type AutoMessage = Static<typeof Auto>;
+
 export type LinkMessage =
   | Static<typeof Ping>
   | Static<typeof Pong>
@@ -128,7 +142,8 @@ export type LinkMessage =
   | Static<typeof Ops>
   | Static<typeof Snap>
   | Static<typeof Write>
-  | Static<typeof WriteResult>;
+  | Static<typeof WriteResult>
+  | AutoMessage;
 
 const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
   ['ping', Compile(Ping)],
@@ -140,6 +155,7 @@ const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
   ['snap', Compile(Snap)],
   ['write', Compile(Write)],
   ['wres', Compile(WriteResult)],
+  ['auto', Compile(Auto)],
 ]);
 
 export type MessageRejection = 'malformed' | 'unknown_type' | 'invalid';

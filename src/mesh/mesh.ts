@@ -338,6 +338,19 @@ export class Mesh {
     return this.#direct.get(peerId)?.congested ?? false;
   }
 
+  /**
+   * Floods a message that `origin` issued: to every direct peer but `from` (whence it came) and
+   * `origin`, and, when it came from another peer, only to those not linked to `origin` (the
+   * others got it first-hand). Deduplication is the receiver's business.
+   */
+  flood(message: LinkMessage, origin: string, from?: string): void {
+    for (const [peer, link] of this.#direct) {
+      if (peer === from || peer === origin) continue;
+      if (from !== undefined && this.linked(peer, origin)) continue;
+      link.send(message);
+    }
+  }
+
   /** Ids of the peers with a direct link up. */
   directPeers(): string[] {
     return [...this.#direct.keys()];

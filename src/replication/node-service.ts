@@ -20,11 +20,20 @@ export interface CreateNode {
   value?: unknown;
 }
 
+/** What the automation layer adds: checks of wiring, and the run state shown with a node. */
+export interface NodeHooks {
+  /** Why a node about to be stored is not acceptable, or undefined. */
+  check?: (node: ShoalNode) => string | undefined;
+  /** The node as the API shows it (automation nodes get their `state`). */
+  decorate?: (node: ShoalNode) => ShoalNode;
+}
+
 export class NodeService {
   readonly #selfId: string;
   readonly #store: Store;
   readonly #replicator: Replicator;
   readonly #knows: (id: string) => boolean;
+  hooks: NodeHooks = {};
 
   constructor(deps: {
     selfId: string;
@@ -39,13 +48,15 @@ export class NodeService {
   }
 
   list(filter: NodeFilter = {}): ShoalNode[] {
-    return this.#store.nodes(filter);
+    const nodes = this.#store.nodes(filter);
+    const decorate = this.hooks.decorate;
+    return decorate ? nodes.map(decorate) : nodes;
   }
 
   get(id: string): ShoalNode {
     const node = this.#store.visibleNode(id);
     if (!node) throw new ShoalError('SHOAL_NOT_FOUND', `no node ${id}`);
-    return toApi(node);
+    return this.#decorate(toApi(node));
   }
 
   async create(input: CreateNode): Promise<ShoalNode> {
@@ -69,6 +80,16 @@ export class NodeService {
       throw new ShoalError('SHOAL_BAD_REQUEST', `parent: no node ${parent}`);
     }
     const id = randomUUID();
+    this.#check({
+      id,
+      type: input.type as NodeType,
+      parent,
+      owner,
+      name: input.name,
+      meta,
+      updatedAt: '',
+      version: 0,
+    });
     const outcome = await this.#replicator.write(owner, {
       kind: 'create',
       node: {
@@ -80,37 +101,44 @@ export class NodeService {
         ...(input.value === undefined ? {} : { value: input.value }),
       },
     });
-    return outcome.node ?? this.get(id);
+    return outcome.node ? this.#decorate(outcome.node) : this.get(id);
   }
 
   async update(id: string, patch: { name?: string; meta?: Record<string, unknown> }): Promise<ShoalNode> {
-    const owner = this.#ownerOf(id);
-    const outcome = await this.#replicator.write(owner, { kind: 'update', id, ...patch });
-    return outcome.node ?? this.get(id);
+    const current = this.get(id);
+    if (patch.meta !== undefined) this.#check({ ...current, ...patch });
+    const outcome = await this.#replicator.write(current.owner, { kind: 'update', id, ...patch });
+    return outcome.node ? this.#decorate(outcome.node) : this.get(id);
   }
 
   async setValue(id: string, value: unknown): Promise<ShoalNode> {
-    const owner = this.#ownerOf(id);
+    const owner = this.get(id).owner;
     const outcome = await this.#replicator.write(owner, { kind: 'value', id, value });
-    return outcome.node ?? this.get(id);
+    return outcome.node ? this.#decorate(outcome.node) : this.get(id);
   }
 
   async delete(id: string): Promise<void> {
-    const owner = this.#ownerOf(id);
+    const owner = this.get(id).owner;
     await this.#replicator.write(owner, { kind: 'delete', id });
   }
 
   series(id: string, from: number, to: number, limit: number): SeriesPoint[] {
     const node = this.get(id);
-    if (node.type !== 'DataPoint')
+    if (node.type !== 'DataPoint') {
       throw new ShoalError(
         'SHOAL_BAD_REQUEST',
         `node ${id} is a ${node.type}; only a DataPoint has a series`,
       );
+    }
     return this.#store.series(id, from, to, limit);
   }
 
-  #ownerOf(id: string): string {
-    return this.get(id).owner;
+  #decorate(node: ShoalNode): ShoalNode {
+    return this.hooks.decorate ? this.hooks.decorate(node) : node;
+  }
+
+  #check(node: ShoalNode): void {
+    const problem = this.hooks.check?.(node);
+    if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
   }
 }

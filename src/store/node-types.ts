@@ -160,7 +160,8 @@ export const META_SCHEMAS: Record<NodeType, TSchema> = {
       url: Type.String({ pattern: '^https?://', maxLength: 2048 }),
       method: Type.Optional(Type.String({ pattern: '^[A-Z]{3,7}$' })),
       headers: Type.Optional(Type.Record(Type.String(), Type.String())),
-      /** The body; {{value}}, {{source.name}}, {{node.name}}, {{time}} are filled in. */
+      /** The body; {{value}}, {{source.id}}, {{source.name}}, {{node.name}}, {{runner}}, {{time}}
+       * are filled in. Without one, all of those are sent as JSON. */
       body: Type.Optional(Type.String({ maxLength: 65536 })),
       timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
       retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 20 })),

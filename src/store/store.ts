@@ -266,7 +266,8 @@ export class Store {
       version: op.seq,
       deleted: op.kind === 'delete' ? 1 : 0,
     });
-    if (op.kind === 'value' && n.type === 'DataPoint') {
+    // A value given at creation is a reading too.
+    if ((op.kind === 'value' || (op.kind === 'create' && n.value !== undefined)) && n.type === 'DataPoint') {
       this.#sql.insertPoint.run(n.id, decodeHlc(op.hlc)?.wall ?? 0, JSON.stringify(n.value ?? null));
     }
     return 'applied';

@@ -142,7 +142,7 @@ describe('Store: applying ops', () => {
     assert.equal(store.node(nid(1))?.deleted, true);
     assert.equal(store.visibleNode(nid(1)), undefined);
     assert.deepEqual(store.nodes(), []);
-    assert.deepEqual(store.counts(), { nodes: 0, ops: 2, points: 0 });
+    assert.deepEqual(store.counts(), { nodes: 0, ops: 2, points: 1 });
     store.close();
   });
 
@@ -412,7 +412,7 @@ describe('Store: series', () => {
     const w = new Writer(store);
     const dp = (value?: unknown): NodeState =>
       state(nid(1), null, { type: 'DataPoint', ...(value === undefined ? {} : { value }) });
-    w.write(OWNER_A, 'create', dp(1), T0 + 1); // a create with a value is not a reading
+    w.write(OWNER_A, 'create', dp(1), T0 + 1); // a value given at creation is a reading too
     w.write(OWNER_A, 'value', dp(2), T0 + 2);
     w.write(OWNER_A, 'update', { ...dp(2), name: 'renamed' }, T0 + 3);
     w.write(OWNER_A, 'value', dp({ a: [1] }), T0 + 4);
@@ -420,14 +420,15 @@ describe('Store: series', () => {
     w.write(OWNER_A, 'create', state(nid(2), null, { value: 7 }), T0 + 6);
     w.write(OWNER_A, 'value', state(nid(2), null, { value: 8 }), T0 + 7); // not a DataPoint
     assert.deepEqual(store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 100), [
+      { t: T0 + 1, value: 1 },
       { t: T0 + 2, value: 2 },
       { t: T0 + 4, value: { a: [1] } },
       { t: T0 + 5, value: null },
     ]);
     assert.deepEqual(store.series(nid(1), T0 + 3, T0 + 4, 100), [{ t: T0 + 4, value: { a: [1] } }]);
-    assert.deepEqual(store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 1), [{ t: T0 + 2, value: 2 }]);
+    assert.deepEqual(store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 1), [{ t: T0 + 1, value: 1 }]);
     assert.deepEqual(store.series(nid(2), 0, Number.MAX_SAFE_INTEGER, 100), []);
-    assert.equal(store.counts().points, 3);
+    assert.equal(store.counts().points, 4);
     store.close();
   });
 
