@@ -235,6 +235,7 @@ export class Peer {
         acceptLink: (ws, address) => mesh.accept(ws, address),
         nodes,
         fire: (id, payload) => engine.fire(id, payload),
+        graph: () => mesh.graph(),
       },
       config,
     );

@@ -46,6 +46,22 @@ export const Peer = Type.Object({
 
 export const Peers = Type.Object({ peers: Type.Array(Peer) });
 
+export const MeshGraph = Type.Object({
+  servers: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      name: Type.String(),
+      state: Type.Union([
+        Type.Literal('self'),
+        Type.Literal('connected'),
+        Type.Literal('connecting'),
+        Type.Literal('disconnected'),
+      ]),
+    }),
+  ),
+  links: Type.Array(Type.Object({ a: Type.String(), b: Type.String(), rttMs: Nullable(Type.Number()) })),
+});
+
 export const Node = Type.Object({
   id: Type.String(),
   type: Type.String(),

@@ -23,8 +23,9 @@ import { type ApiKeys, bearerKey } from './auth.ts';
 import { automationRoutes } from './automation-routes.ts';
 import { ClientSlots, eventRoutes } from './events-route.ts';
 import { nodeRoutes } from './node-routes.ts';
-import { Health, Peers, Server } from './schemas.ts';
+import { Health, MeshGraph, Peers, Server } from './schemas.ts';
 import { streamRoute } from './stream-route.ts';
+import { webRoutes } from './web-routes.ts';
 
 export interface ApiDeps {
   log: Logger;
@@ -35,6 +36,8 @@ export interface ApiDeps {
   peers: () => PeerView[];
   startedAt: number;
   nodes: NodeService;
+  /** The mesh as a graph of servers and links (for the dashboard). */
+  graph: () => unknown;
   /** Fires a trigger from outside (a press, an incoming webhook). */
   fire: (id: string, payload: unknown) => void;
   /** Hands an inbound /mesh/v1 WebSocket to the mesh. */
@@ -102,6 +105,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     });
     api.get('/server', { schema: { response: { 200: Server } } }, async () => deps.server());
     api.get('/peers', { schema: { response: { 200: Peers } } }, async () => ({ peers: deps.peers() }));
+    api.get('/mesh', { schema: { response: { 200: MeshGraph } } }, async () => deps.graph());
     const slots = new ClientSlots(options.maxEventClients);
     await api.register(eventRoutes, {
       events: deps.events,
@@ -125,6 +129,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     });
   };
   await app.register(apiV1, { prefix: '/api/v1' });
+  await app.register(webRoutes);
   return app;
 }
 

@@ -28,6 +28,8 @@ export const PeerRecord = Type.Object({
   platform: Type.String({ maxLength: 32 }),
   settings: Type.Record(Type.String(), Type.Unknown()),
   links: Type.Array(Id, { maxItems: 4096 }),
+  /** Heartbeat round-trip time of each direct link, ms (refreshed every few seconds). */
+  rtts: Type.Optional(Type.Record(Type.String(), Type.Number())),
   left: Type.Optional(Type.Boolean()),
 });
 export type PeerRecord = Static<typeof PeerRecord>;

@@ -55,6 +55,8 @@ export interface MeshOptions extends LinkOptions, Omit<PeerTableOptions, 'static
 
 /** How often the mesh wakes to expire peers even when nothing else happens. */
 const HOUSEKEEPING_MS = 1000;
+/** Housekeeping ticks between records sent only to refresh link RTTs. */
+const RTT_REFRESH_TICKS = 5;
 
 export class Mesh {
   readonly table: PeerTable;
@@ -104,9 +106,15 @@ export class Mesh {
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    let ticks = 0;
     const tick = (): void => {
       this.table.expire();
       this.#pump();
+      // Every few seconds, a fresh own record tells the mesh the RTTs of this peer's links.
+      if (++ticks % RTT_REFRESH_TICKS === 0 && this.#direct.size > 0) {
+        this.#seq++;
+        this.#flood([this.ownRecord()]);
+      }
       this.#housekeeping = this.#deps.clock.setTimer(tick, HOUSEKEEPING_MS);
     };
     tick();
@@ -146,6 +154,9 @@ export class Mesh {
       platform: meta.platform,
       settings: meta.settings,
       links: [...this.#direct.keys()].sort(),
+      rtts: Object.fromEntries(
+        [...this.#direct].flatMap(([id, link]) => (link.rttMs === undefined ? [] : [[id, link.rttMs]])),
+      ),
       ...(this.#left ? { left: true } : {}),
     };
   }
@@ -349,6 +360,34 @@ export class Mesh {
       if (from !== undefined && this.linked(peer, origin)) continue;
       link.send(message);
     }
+  }
+
+  /**
+   * The mesh as a graph for the dashboard: every server known (this one included) and every link
+   * between two of them that both ends report, with its RTT as either end measured it.
+   */
+  graph(): {
+    servers: { id: string; name: string; state: 'self' | PeerView['state'] }[];
+    links: { a: string; b: string; rttMs: number | null }[];
+  } {
+    const self = this.ownRecord();
+    const records = new Map(this.table.records().map((r) => [r.id, r]));
+    records.set(self.id, self);
+    const servers = [
+      { id: self.id, name: self.name, state: 'self' as const },
+      ...this.table.views().map((p) => ({ id: p.id, name: p.name, state: p.state })),
+    ];
+    const links: { a: string; b: string; rttMs: number | null }[] = [];
+    for (const record of records.values()) {
+      if (record.left) continue;
+      for (const other of record.links) {
+        if (record.id >= other) continue;
+        const back = records.get(other);
+        if (!back || back.left || !back.links.includes(record.id)) continue;
+        links.push({ a: record.id, b: other, rttMs: record.rtts?.[other] ?? back.rtts?.[record.id] ?? null });
+      }
+    }
+    return { servers, links };
   }
 
   /** Ids of the peers with a direct link up. */
