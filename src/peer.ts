@@ -124,8 +124,6 @@ export class Peer {
 
     this.#identity = startIdentity(config.dataDir);
     const admin = adminKey(config.dataDir);
-    const keys = new ApiKeys();
-    keys.add(admin.key, 'admin');
     const clusterKeys = deriveClusterKeys(secret);
     this.#model = hardwareModel();
     this.#startedAt = Date.now();
@@ -148,6 +146,7 @@ export class Peer {
 
     const store = new Store(join(config.dataDir, 'shoal.db'));
     this.#store = store;
+    const keys = new ApiKeys(admin.key, store);
     const replicator = new Replicator(
       {
         selfId: this.#identity.id,

@@ -1,26 +1,80 @@
 /**
- * API keys. Clients send `Authorization: Bearer KEY`. The admin key is made on first start and
- * kept in `<data>/admin.key`; keys are compared as SHA-256 digests in constant time, so neither
- * the comparison nor the table leaks a key.
+ * API keys. Clients send `Authorization: Bearer KEY`. Each key has a scope: `admin` may do
+ * everything, `read` may only read (GET, the event streams) and gets 403 for any write.
+ *
+ * The admin key of `<data>/admin.key` is made on first start; more keys are made and revoked
+ * through the API (`/api/v1/keys`) or `shoal keys`. Keys belong to the server that made them. The
+ * store holds only their SHA-256 digests, so neither a copy of the database nor the comparison
+ * gives a key away; a new key is shown once, when it is made.
  */
 
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { ShoalError } from '../errors.ts';
 
 export type Scope = 'admin' | 'read';
 
-export class ApiKeys {
-  readonly #keys: { digest: Buffer; scope: Scope }[] = [];
+export interface KeyRecord {
+  id: string;
+  name: string;
+  scope: Scope;
+  createdAt: string;
+  /** The admin key of `<data>/admin.key`: it cannot be revoked through the API. */
+  builtin?: boolean;
+}
 
-  add(key: string, scope: Scope): void {
-    this.#keys.push({ digest: digest(key), scope });
+/** Where made keys are kept (the Store). */
+export interface KeyStore {
+  apiKeys(): (KeyRecord & { digest: string })[];
+  insertApiKey(record: KeyRecord & { digest: string }): void;
+  deleteApiKey(id: string): boolean;
+}
+
+export class ApiKeys {
+  readonly #store: KeyStore | undefined;
+  /** Digest (hex) to key record, for every valid key. */
+  readonly #byDigest = new Map<string, KeyRecord>();
+
+  constructor(adminKey: string, store?: KeyStore) {
+    this.#store = store;
+    this.#byDigest.set(digest(adminKey), {
+      id: 'admin',
+      name: 'admin.key',
+      scope: 'admin',
+      createdAt: new Date(0).toISOString(),
+      builtin: true,
+    });
+    for (const { digest: d, ...record } of store?.apiKeys() ?? []) this.#byDigest.set(d, record);
   }
 
   /** The scope of a valid key, or undefined. */
   scopeOf(key: string): Scope | undefined {
+    return this.#byDigest.get(digest(key))?.scope;
+  }
+
+  list(): KeyRecord[] {
+    return [...this.#byDigest.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  /** Makes a key; the key itself is in the answer and nowhere else. */
+  create(name: string, scope: Scope): KeyRecord & { key: string } {
+    const key = `shoal_${randomBytes(24).toString('base64url')}`;
+    const record: KeyRecord = { id: randomUUID(), name, scope, createdAt: new Date().toISOString() };
     const d = digest(key);
-    let scope: Scope | undefined;
-    for (const entry of this.#keys) if (timingSafeEqual(entry.digest, d)) scope ??= entry.scope;
-    return scope;
+    this.#store?.insertApiKey({ ...record, digest: d });
+    this.#byDigest.set(d, record);
+    return { ...record, key };
+  }
+
+  revoke(id: string): void {
+    const entry = [...this.#byDigest].find(([, r]) => r.id === id);
+    if (!entry) throw new ShoalError('SHOAL_NOT_FOUND', `no API key ${id}`);
+    if (entry[1].builtin)
+      throw new ShoalError(
+        'SHOAL_BAD_REQUEST',
+        'the admin key of admin.key cannot be revoked; replace the file instead',
+      );
+    this.#store?.deleteApiKey(id);
+    this.#byDigest.delete(entry[0]);
   }
 }
 
@@ -30,6 +84,6 @@ export function bearerKey(header: string | undefined): string | undefined {
   return m?.[1];
 }
 
-function digest(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
+function digest(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
 }

@@ -4,6 +4,7 @@
  * from errors.ts.
  */
 
+import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, {
   type FastifyBaseLogger,
@@ -19,11 +20,13 @@ import type { Logger } from '../log.ts';
 import type { PeerView } from '../mesh/peer-table.ts';
 import type { Metrics } from '../metrics.ts';
 import type { NodeService } from '../replication/node-service.ts';
+import { VERSION } from '../version.ts';
 import { type ApiKeys, bearerKey } from './auth.ts';
 import { automationRoutes } from './automation-routes.ts';
 import { ClientSlots, eventRoutes } from './events-route.ts';
+import { keyRoutes } from './key-routes.ts';
 import { nodeRoutes } from './node-routes.ts';
-import { Health, MeshGraph, Peers, Server } from './schemas.ts';
+import { ErrorBody, Health, MeshGraph, Peers, Server } from './schemas.ts';
 import { streamRoute } from './stream-route.ts';
 import { webRoutes } from './web-routes.ts';
 
@@ -70,39 +73,85 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       .send(new ShoalError('SHOAL_NOT_FOUND', `no route ${request.method} ${request.url}`).toJSON()),
   );
 
+  // Every answer that is not a success is the error body: say so in every route's schema.
+  app.addHook('onRoute', (route) => {
+    if (route.schema?.response && typeof route.schema.response === 'object') {
+      route.schema.response = { ...(route.schema.response as object), '4xx': ErrorBody, '5xx': ErrorBody };
+    }
+  });
+
+  // The OpenAPI document is made from the routes' own schemas, so it cannot drift from them.
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'shoal',
+        version: VERSION,
+        description:
+          'The HTTP API of a shoal peer. Every route but /api/v1/health, /api/v1/openapi.json and /metrics needs `Authorization: Bearer KEY`; keys of scope `read` may only GET. Errors are `{"error": {"code", "message"}}`.',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+      security: [{ apiKey: [] }],
+    },
+  });
+
   await app.register(websocket, {
     options: { maxPayload: options.maxFrameBytes, perMessageDeflate: false },
   });
-  app.get('/mesh/v1', { websocket: true }, (socket, request) => {
+  // @fastify/websocket hides WebSocket routes from the OpenAPI document; the client stream is part
+  // of the API, so it is shown (the peer-link route stays hidden).
+  app.addHook('onRoute', (route) => {
+    if (route.url === '/api/v1/stream' && route.schema) route.schema.hide = false;
+  });
+  app.get('/mesh/v1', { websocket: true, schema: { hide: true } }, (socket, request) => {
     deps.acceptLink(socket, stripMappedV4(request.socket.remoteAddress ?? ''));
   });
 
-  app.get('/metrics', async (_request, reply) => {
-    const text = await deps.metrics.text();
-    return reply.type(deps.metrics.contentType).send(text);
-  });
+  app.get(
+    '/metrics',
+    { schema: { summary: 'Prometheus metrics (text format); no key needed', security: [] } },
+    async (_request, reply) => {
+      const text = await deps.metrics.text();
+      return reply.type(deps.metrics.contentType).send(text);
+    },
+  );
 
   const apiV1: FastifyPluginAsync = async (api) => {
     api.addHook('onRequest', async (request) => {
-      // Health is public; the stream authenticates itself (browsers cannot send the header).
-      if (request.routeOptions.url === '/api/v1/health' || request.routeOptions.url === '/api/v1/stream')
-        return;
+      // Health and the API's description are public; the stream authenticates itself (browsers
+      // cannot send the header).
+      const url = request.routeOptions.url;
+      if (url === '/api/v1/health' || url === '/api/v1/openapi.json' || url === '/api/v1/stream') return;
       const key = bearerKey(request.headers.authorization);
-      if (!key || !deps.keys.scopeOf(key)) {
+      const scope = key === undefined ? undefined : deps.keys.scopeOf(key);
+      if (!scope)
         throw new ShoalError('SHOAL_UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer KEY"');
+      if (
+        scope !== 'admin' &&
+        (request.method !== 'GET' || request.routeOptions.url?.startsWith('/api/v1/keys'))
+      ) {
+        throw new ShoalError(
+          'SHOAL_FORBIDDEN',
+          `this key may only read (${request.method} needs an admin key)`,
+        );
       }
     });
 
-    api.get('/health', { schema: { response: { 200: Health } } }, async () => {
-      const server = deps.server();
-      return {
-        status: 'ok' as const,
-        id: server.id,
-        name: server.name,
-        version: server.version,
-        uptimeS: Math.round((Date.now() - deps.startedAt) / 100) / 10,
-      };
-    });
+    api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    api.get(
+      '/health',
+      { schema: { summary: 'Is this peer up? No key needed.', security: [], response: { 200: Health } } },
+      async () => {
+        const server = deps.server();
+        return {
+          status: 'ok' as const,
+          id: server.id,
+          name: server.name,
+          version: server.version,
+          uptimeS: Math.round((Date.now() - deps.startedAt) / 100) / 10,
+        };
+      },
+    );
     api.get('/server', { schema: { response: { 200: Server } } }, async () => deps.server());
     api.get('/peers', { schema: { response: { 200: Peers } } }, async () => ({ peers: deps.peers() }));
     api.get('/mesh', { schema: { response: { 200: MeshGraph } } }, async () => deps.graph());
@@ -114,6 +163,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       clientBufferBytes: options.eventClientBufferBytes,
     });
     await api.register(nodeRoutes, { nodes: deps.nodes });
+    await api.register(keyRoutes, { keys: deps.keys });
     await api.register(automationRoutes, { nodes: deps.nodes, fire: deps.fire });
     await api.register(streamRoute, {
       nodes: deps.nodes,

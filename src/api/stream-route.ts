@@ -25,7 +25,7 @@ import { ShoalError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
 import type { Metrics } from '../metrics.ts';
 import type { NodeService } from '../replication/node-service.ts';
-import { type ApiKeys, bearerKey } from './auth.ts';
+import { type ApiKeys, bearerKey, type Scope } from './auth.ts';
 import type { ClientSlots } from './events-route.ts';
 
 export interface StreamOptions {
@@ -70,84 +70,103 @@ type ClientMessage = Type.Static<typeof ClientMessage>;
 const checkMessage = Compile(ClientMessage);
 
 export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, options) => {
-  app.get('/stream', { websocket: true }, (socket: WebSocket, request) => {
-    if (!options.slots.take()) {
-      socket.close(1013, 'too many clients');
-      return;
-    }
-    let authed = false;
-    let unsubscribe: (() => void) | undefined;
-    const send = (message: unknown): void => {
-      if (socket.bufferedAmount > options.clientBufferBytes) {
-        socket.close(1013, 'too slow');
+  app.get(
+    '/stream',
+    {
+      websocket: true,
+      schema: {
+        summary:
+          'WebSocket: every event, and writes (set, create, update, delete); see the README for the messages',
+      },
+    },
+    (socket: WebSocket, request) => {
+      if (!options.slots.take()) {
+        socket.close(1013, 'too many clients');
         return;
       }
-      socket.send(JSON.stringify(message));
-    };
-    const begin = (): void => {
-      authed = true;
-      options.metrics.eventClients.inc();
-      send({ t: 'hello', ...options.hello() });
-      unsubscribe = options.events.subscribe((event) => send({ t: 'event', event }));
-    };
-    const headerKey = bearerKey(request.headers.authorization);
-    if (headerKey !== undefined) {
-      if (!options.keys.scopeOf(headerKey)) {
-        socket.close(4401, 'unauthorized');
-        return;
-      }
-      begin();
-    }
-    const authTimer = setTimeout(() => {
-      if (!authed) socket.close(4401, 'no auth message');
-    }, 10_000);
-
-    socket.on('message', (data: Buffer, isBinary: boolean) => {
-      let parsed: unknown;
-      try {
-        parsed = isBinary ? undefined : JSON.parse(data.toString('utf8'));
-      } catch {
-        parsed = undefined;
-      }
-      if (!checkMessage.Check(parsed)) {
-        send({
-          t: 'error',
-          error: new ShoalError(
-            'SHOAL_BAD_REQUEST',
-            'not a stream message (see GET /api/v1/openapi.json)',
-          ).toJSON().error,
-        });
-        return;
-      }
-      const message = parsed as ClientMessage;
-      if (message.t === 'auth') {
-        if (authed) return;
-        if (!options.keys.scopeOf(message.key)) {
+      let authed = false;
+      let scope: Scope | undefined;
+      let unsubscribe: (() => void) | undefined;
+      const send = (message: unknown): void => {
+        if (socket.bufferedAmount > options.clientBufferBytes) {
+          socket.close(1013, 'too slow');
+          return;
+        }
+        socket.send(JSON.stringify(message));
+      };
+      const begin = (granted: Scope): void => {
+        authed = true;
+        scope = granted;
+        options.metrics.eventClients.inc();
+        send({ t: 'hello', ...options.hello() });
+        unsubscribe = options.events.subscribe((event) => send({ t: 'event', event }));
+      };
+      const headerKey = bearerKey(request.headers.authorization);
+      if (headerKey !== undefined) {
+        const granted = options.keys.scopeOf(headerKey);
+        if (!granted) {
           socket.close(4401, 'unauthorized');
           return;
         }
-        begin();
-        return;
+        begin(granted);
       }
-      if (!authed) {
-        socket.close(4401, 'authenticate first');
-        return;
-      }
-      run(options.nodes, message).then(
-        (node) => send({ t: 'result', rid: message.rid, ok: true, ...(node ? { node } : {}) }),
-        (err: unknown) => {
-          const error = err instanceof ShoalError ? err : new ShoalError('SHOAL_INTERNAL');
-          send({ t: 'result', rid: message.rid, ok: false, error: error.toJSON().error });
-        },
-      );
-    });
-    socket.on('close', () => {
-      clearTimeout(authTimer);
-      unsubscribe?.();
-      if (authed) options.metrics.eventClients.dec();
-      options.slots.release();
-    });
-  });
+      const authTimer = setTimeout(() => {
+        if (!authed) socket.close(4401, 'no auth message');
+      }, 10_000);
+
+      socket.on('message', (data: Buffer, isBinary: boolean) => {
+        let parsed: unknown;
+        try {
+          parsed = isBinary ? undefined : JSON.parse(data.toString('utf8'));
+        } catch {
+          parsed = undefined;
+        }
+        if (!checkMessage.Check(parsed)) {
+          send({
+            t: 'error',
+            error: new ShoalError(
+              'SHOAL_BAD_REQUEST',
+              'not a stream message (see GET /api/v1/openapi.json)',
+            ).toJSON().error,
+          });
+          return;
+        }
+        const message = parsed as ClientMessage;
+        if (message.t === 'auth') {
+          if (authed) return;
+          const granted = options.keys.scopeOf(message.key);
+          if (!granted) {
+            socket.close(4401, 'unauthorized');
+            return;
+          }
+          begin(granted);
+          return;
+        }
+        if (!authed) {
+          socket.close(4401, 'authenticate first');
+          return;
+        }
+        if (scope !== 'admin') {
+          const error = new ShoalError('SHOAL_FORBIDDEN', 'this key may only read').toJSON().error;
+          send({ t: 'result', rid: message.rid, ok: false, error });
+          return;
+        }
+        run(options.nodes, message).then(
+          (node) => send({ t: 'result', rid: message.rid, ok: true, ...(node ? { node } : {}) }),
+          (err: unknown) => {
+            const error = err instanceof ShoalError ? err : new ShoalError('SHOAL_INTERNAL');
+            send({ t: 'result', rid: message.rid, ok: false, error: error.toJSON().error });
+          },
+        );
+      });
+      socket.on('close', () => {
+        clearTimeout(authTimer);
+        unsubscribe?.();
+        if (authed) options.metrics.eventClients.dec();
+        options.slots.release();
+      });
+    },
+  );
 };
 
 async function run(nodes: NodeService, message: Exclude<ClientMessage, { t: 'auth' }>): Promise<unknown> {

@@ -34,12 +34,16 @@ export const webRoutes: FastifyPluginAsync = async (app) => {
     cacheControl: true,
     maxAge: 0,
   });
-  app.get<{ Params: { name: string } }>('/vendor/:name', async (request, reply) => {
-    const entry = Object.hasOwn(VENDOR, request.params.name) ? VENDOR[request.params.name] : undefined;
-    if (!entry) return reply.callNotFound();
-    return reply
-      .header('cache-control', 'public, max-age=86400')
-      .type(entry.type)
-      .sendFile(entry.file.slice(dirname(entry.file).length + 1), dirname(entry.file));
-  });
+  app.get<{ Params: { name: string } }>(
+    '/vendor/:name',
+    { schema: { hide: true } },
+    async (request, reply) => {
+      const entry = Object.hasOwn(VENDOR, request.params.name) ? VENDOR[request.params.name] : undefined;
+      if (!entry) return reply.callNotFound();
+      return reply
+        .header('cache-control', 'public, max-age=86400')
+        .type(entry.type)
+        .sendFile(entry.file.slice(dirname(entry.file).length + 1), dirname(entry.file));
+    },
+  );
 };

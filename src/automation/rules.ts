@@ -111,7 +111,10 @@ export function calculate(
 /** Why a cron pattern is not valid, or undefined. */
 export function cronProblem(pattern: string, timezone?: string): string | undefined {
   try {
-    new Cron(pattern, { paused: true, ...(timezone ? { timezone } : {}) }).stop();
+    const cron = new Cron(pattern, { paused: true, ...(timezone ? { timezone } : {}) });
+    // A paused Cron checks only the pattern; the timezone is first used for the next run.
+    cron.nextRun();
+    cron.stop();
     return undefined;
   } catch (err) {
     return (err as Error).message;

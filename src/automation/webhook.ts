@@ -30,7 +30,10 @@ export async function deliver(
       const response = await fetch(request.url, {
         method: request.method,
         headers: request.headers,
-        ...(request.body === undefined || request.method === 'GET' ? {} : { body: request.body }),
+        // fetch refuses a body on GET and HEAD, and the engine always has one to offer.
+        ...(request.body === undefined || request.method === 'GET' || request.method === 'HEAD'
+          ? {}
+          : { body: request.body }),
         signal: AbortSignal.timeout(request.timeoutMs),
       });
       await response.arrayBuffer().catch(() => undefined);

@@ -114,6 +114,8 @@ export class Replicator implements MeshApplication {
   readonly #vv = new Map<string, number>();
   /** Per direct peer: per owner, the seq that peer is known to have. Undefined until its vv. */
   readonly #cursors = new Map<string, Map<string, number> | undefined>();
+  /** The highest seq of each owner heard of (in ops or version vectors), for the lag metric. */
+  readonly #heads = new Map<string, number>();
   /** Ops that arrived past a gap, per owner, by seq. */
   readonly #early = new Map<string, Map<number, Op>>();
   #earlyCount = 0;
@@ -164,7 +166,17 @@ export class Replicator implements MeshApplication {
     m.gauge('shoal_replication_pending_writes', 'Local writes waiting for their commit.', [], () => [
       [{}, this.#queue.length],
     ]);
+    m.gauge(
+      'shoal_replication_lag_ops',
+      'Ops of each owner heard of but not yet applied here.',
+      ['owner'],
+      () =>
+        [...this.#vv].map(([owner, seq]) => [{ owner }, Math.max(0, (this.#heads.get(owner) ?? seq) - seq)]),
+    );
     m.gauge('shoal_store_nodes', 'Live nodes in the store.', [], () => [[{}, deps.store.counts().nodes]]);
+    m.gauge('shoal_store_bytes', "Bytes of the store's database pages.", [], () => [
+      [{}, deps.store.sizeBytes()],
+    ]);
   }
 
   start(): void {
@@ -235,6 +247,7 @@ export class Replicator implements MeshApplication {
   message(peerId: string, message: LinkMessage): void {
     switch (message.t) {
       case 'vv':
+        for (const [owner, seq] of Object.entries(message.vv)) this.#heard(owner, seq);
         this.#cursors.set(peerId, new Map(Object.entries(message.vv)));
         this.#scheduleFlush();
         return;
@@ -581,6 +594,7 @@ export class Replicator implements MeshApplication {
     let gap = false;
     store.transaction('NORMAL', () => {
       for (const op of ops) {
+        this.#heard(op.owner, op.seq);
         hlc.receive(op.hlc);
         const result = store.applyOp(op);
         if (result === 'applied') {
@@ -596,6 +610,10 @@ export class Replicator implements MeshApplication {
     if (applied.length > 0) this.#deps.metrics.opsApplied.inc({ source: 'remote' }, applied.length);
     if (gap) this.#requestGap(from);
     this.#afterApply(applied);
+  }
+
+  #heard(owner: string, seq: number): void {
+    if (seq > (this.#heads.get(owner) ?? 0)) this.#heads.set(owner, seq);
   }
 
   #holdEarly(op: Op): void {

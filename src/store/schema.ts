@@ -42,4 +42,14 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX series_node_t ON series (node_id, t);
   `,
+  // 2: API keys made through the API (their SHA-256 digests; the keys themselves are not kept).
+  `
+  CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    digest      TEXT NOT NULL UNIQUE,
+    created_at  TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

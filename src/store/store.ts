@@ -335,6 +335,32 @@ export class Store {
     return this.#sql.pruneSeries.run({ now: nowMs, retention: defaultRetentionMs }).changes;
   }
 
+  apiKeys(): { id: string; name: string; scope: 'admin' | 'read'; digest: string; createdAt: string }[] {
+    return this.#db
+      .prepare<[], { id: string; name: string; scope: 'admin' | 'read'; digest: string; created_at: string }>(
+        'SELECT * FROM api_keys ORDER BY created_at',
+      )
+      .all()
+      .map(({ created_at, ...r }) => ({ ...r, createdAt: created_at }));
+  }
+
+  insertApiKey(k: { id: string; name: string; scope: string; digest: string; createdAt: string }): void {
+    this.#db
+      .prepare('INSERT INTO api_keys (id, name, scope, digest, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(k.id, k.name, k.scope, k.digest, k.createdAt);
+  }
+
+  deleteApiKey(id: string): boolean {
+    return this.#db.prepare('DELETE FROM api_keys WHERE id = ?').run(id).changes > 0;
+  }
+
+  /** Bytes of the database's pages (the write-ahead log comes on top until a checkpoint). */
+  sizeBytes(): number {
+    const page = this.#db.pragma('page_size', { simple: true }) as number;
+    const pages = this.#db.pragma('page_count', { simple: true }) as number;
+    return page * pages;
+  }
+
   counts(): { nodes: number; ops: number; points: number } {
     return this.#sql.counts.get()!;
   }

@@ -1,9 +1,11 @@
 /** The HTTP API of a real peer: keys, errors, metadata, the event stream and metrics. */
 
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
 import { sample } from '../support/prometheus.ts';
 
@@ -129,5 +131,102 @@ describe('the HTTP API', () => {
     }
     assert.ok(sample(text, 'shoal_beacons_sent_total') > 0);
     assert.ok(sample(text, 'shoal_process_resident_memory_bytes') > 0);
+  });
+});
+
+describe('API keys, the OpenAPI document and metrics', () => {
+  const cluster = new TestCluster();
+  let peer: PeerProcess;
+  before(async () => {
+    peer = await cluster.start({ name: 'keys' });
+  });
+  after(() => cluster.stop());
+
+  const call = async <T>(method: string, path: string, key: string | null, body?: unknown) => {
+    const res = await fetch(peer.url + path, {
+      method,
+      headers: {
+        ...(key ? { authorization: `Bearer ${key}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: (await res.json()) as T };
+  };
+
+  test('a read-only key reads and may not write; an admin key makes and revokes keys', async () => {
+    const made = await call<{ id: string; key: string; scope: string }>('POST', '/api/v1/keys', peer.apiKey, {
+      name: 'wall tablet',
+      scope: 'read',
+    });
+    assert.equal(made.status, 201);
+    assert.equal(made.body.scope, 'read');
+    const readKey = made.body.key;
+    assert.equal((await call('GET', '/api/v1/nodes', readKey)).status, 200);
+    const write = await call<{ error: { code: string } }>('POST', '/api/v1/nodes', readKey, {
+      type: 'Project',
+      name: 'x',
+    });
+    assert.equal(write.status, 403);
+    assert.equal(write.body.error.code, 'SHOAL_FORBIDDEN');
+    assert.equal((await call('GET', '/api/v1/keys', readKey)).status, 403, 'only admins see keys');
+    const listed = await call<{ keys: { id: string; name: string; builtin?: boolean }[] }>(
+      'GET',
+      '/api/v1/keys',
+      peer.apiKey,
+    );
+    assert.ok(listed.body.keys.some((k) => k.id === made.body.id && k.name === 'wall tablet'));
+    assert.ok(!JSON.stringify(listed.body).includes(readKey), 'a key is shown only when it is made');
+    assert.equal((await call('DELETE', '/api/v1/keys/admin', peer.apiKey)).status, 400, 'admin.key stays');
+    assert.equal((await call('DELETE', `/api/v1/keys/${made.body.id}`, peer.apiKey)).status, 200);
+    assert.equal((await call('GET', '/api/v1/nodes', readKey)).status, 401, 'a revoked key is refused');
+    // Keys survive a restart (their digests are in the store).
+    const admin = await call<{ key: string }>('POST', '/api/v1/keys', peer.apiKey, {
+      name: 'ops',
+      scope: 'admin',
+    });
+    await peer.stop();
+    peer = await cluster.start({ name: 'keys', dataDir: peer.dataDir });
+    assert.equal((await call('GET', '/api/v1/server', admin.body.key)).status, 200);
+  });
+
+  test('GET /api/v1/openapi.json is a valid OpenAPI document of every route', async () => {
+    const res = await fetch(`${peer.url}/api/v1/openapi.json`);
+    assert.equal(res.status, 200, 'no key needed');
+    const doc = (await res.json()) as { paths: Record<string, unknown> };
+    const result = await new Validator().validate(doc as never);
+    assert.equal(result.valid, true, JSON.stringify(result.errors));
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const routes = [...readme.matchAll(/^\| `(GET|POST|PUT|PATCH|DELETE) (\/[^`?]*)/gm)].map((m) =>
+      m[2]!.replace(/:(\w+)/g, '{$1}'),
+    );
+    assert.ok(routes.length >= 15);
+    for (const route of routes) {
+      if (route === '/') continue;
+      assert.ok(route in doc.paths, `${route} is documented`);
+    }
+  });
+
+  test('/metrics parses as Prometheus text with the metrics operators need', async () => {
+    const text = await peer.metrics();
+    const families = parsePrometheusTextFormat(text) as { name: string; type: string }[];
+    const names = new Set(families.map((f) => f.name));
+    for (const name of [
+      'shoal_peers',
+      'shoal_link_rtt_ms',
+      'shoal_beacons_sent_total',
+      'shoal_beacons_received_total',
+      'shoal_beacons_rejected_total',
+      'shoal_link_bytes_total',
+      'shoal_link_frames_total',
+      'shoal_replication_lag_ops',
+      'shoal_forwarded_writes_total',
+      'shoal_store_bytes',
+      'shoal_store_nodes',
+      'shoal_event_clients',
+      'shoal_automation_runs_total',
+    ]) {
+      assert.ok(names.has(name), name);
+    }
   });
 });
