@@ -1,0 +1,182 @@
+/**
+ * Fleets of real peers for the benchmarks: child processes of the built CLI
+ * (`dist/cli/main.js start --config FILE`, ready reported over IPC), handled through the
+ * integration-test harness's PeerProcess, but with the product's DEFAULTS timings rather than the
+ * shortened test ones. Only what keeps a fleet on this machine differs from DEFAULTS: bound to
+ * 127.0.0.1 on a free port, beacons only to 127.255.255.255 on a random high beacon port of the
+ * fleet's own, and log level warn. The warnings and errors the peers log are kept.
+ *
+ * The harness's own cluster is not used for starting because a boot storm of 25 peers on a busy
+ * 2-core machine can outlast its 20 s ready timeout.
+ *
+ * Every fleet is remembered until it is stopped, so `stopEveryFleet()` (run on failure, on Ctrl-C
+ * and at exit) leaves no process and no temporary directory behind.
+ */
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ReadyMessage } from '../src/cli/start.ts';
+import type { Config } from '../src/config.ts';
+import { CLI, PeerProcess } from '../test/support/cluster.ts';
+import { cpuMs } from './proc-stats.ts';
+
+const READY_TIMEOUT_MS = 90_000;
+
+/**
+ * The settings in which a benchmark peer differs from DEFAULTS (besides name, data and secret).
+ * Only these are written to its config file, so every other setting, timings included, is the
+ * built product's own default.
+ */
+export function benchSettings(beaconPort: number): Partial<Config> {
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    beaconTargets: ['127.255.255.255'],
+    beaconPort,
+    logLevel: 'warn',
+  };
+}
+
+/** A peer of a fleet, with the wall-clock times (ms since the epoch) of its spawn and ready. */
+export interface FleetPeer {
+  process: PeerProcess;
+  spawnedAt: number;
+  readyAt: number;
+  /** CPU time (user + system, ms) the process had used when its ready message arrived. */
+  startCpuMs: number;
+}
+
+const live = new Set<Fleet>();
+
+export class Fleet {
+  readonly root = mkdtempSync(join(tmpdir(), 'shoal-bench-'));
+  readonly secret = randomBytes(32).toString('base64url');
+  readonly beaconPort = 30_000 + Math.floor(Math.random() * 30_000);
+  readonly peers: FleetPeer[] = [];
+  /** Every process ever started, running or not. */
+  readonly #processes: PeerProcess[] = [];
+  /** Log lines at warn or above from any peer (pino JSON), and lines on stderr. */
+  readonly warnings: string[] = [];
+  #count = 0;
+
+  constructor() {
+    live.add(this);
+  }
+
+  /** Starts one peer and resolves when it reports ready over IPC. */
+  async start(options: { name?: string; dataDir?: string } = {}): Promise<FleetPeer> {
+    const name = options.name ?? `peer-${++this.#count}`;
+    const dataDir = options.dataDir ?? join(this.root, name);
+    mkdirSync(dataDir, { recursive: true });
+    const keyFile = join(dataDir, 'admin.key');
+    if (!existsSync(keyFile)) {
+      writeFileSync(keyFile, `bench_${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
+    }
+    const configFile = join(this.root, `${name}-${randomBytes(3).toString('hex')}.json`);
+    const config = { ...benchSettings(this.beaconPort), name, dataDir, secret: this.secret };
+    writeFileSync(configFile, JSON.stringify(config));
+
+    const spawnedAt = Date.now();
+    const child = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    const peer = new PeerProcess(name, dataDir, child);
+    this.#processes.push(peer);
+    this.#keepWarnings(peer);
+    const ready = await new Promise<ReadyMessage>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms: ${peer.stderr}`)),
+        READY_TIMEOUT_MS,
+      );
+      child.on('message', (m: ReadyMessage) => {
+        if (m?.type !== 'shoal-ready') return;
+        clearTimeout(timer);
+        resolve(m);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited (${signal ?? code}) before it was ready: ${peer.stderr}`));
+      });
+    });
+    const readyAt = Date.now();
+    const startCpuMs = child.pid === undefined ? Number.NaN : cpuMs(child.pid);
+    peer.id = ready.id;
+    peer.port = ready.port;
+    peer.url = ready.url;
+    const started = { process: peer, spawnedAt, readyAt, startCpuMs };
+    this.peers.push(started);
+    return started;
+  }
+
+  /** Starts `n` peers at once, as `shoal demo` does. */
+  startMany(n: number): Promise<FleetPeer[]> {
+    return Promise.all(Array.from({ length: n }, () => this.start()));
+  }
+
+  /** Starts a stopped peer again on its data directory (same id, next generation). */
+  async restart(peer: FleetPeer): Promise<FleetPeer> {
+    const again = await this.start({ name: peer.process.name, dataDir: peer.process.dataDir });
+    const index = this.peers.indexOf(peer);
+    if (index >= 0) this.peers.splice(index, 1);
+    return again;
+  }
+
+  /** The peers whose process still runs. */
+  get running(): FleetPeer[] {
+    return this.peers.filter((p) => p.process.alive);
+  }
+
+  /** Kills every process (SIGKILL also ends a SIGSTOPped one) and deletes the fleet's files. */
+  async stop(): Promise<void> {
+    live.delete(this);
+    await Promise.all(this.#processes.map((p) => p.kill()));
+    rmSync(this.root, { recursive: true, force: true });
+  }
+
+  /** The same, synchronously, for process 'exit' where nothing can be awaited. */
+  stopNow(): void {
+    live.delete(this);
+    for (const peer of this.#processes) {
+      if (!peer.alive || peer.child.pid === undefined) continue;
+      try {
+        process.kill(peer.child.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    rmSync(this.root, { recursive: true, force: true });
+  }
+
+  #keepWarnings(peer: PeerProcess): void {
+    let partial = '';
+    peer.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        try {
+          if ((JSON.parse(line) as { level?: number }).level! >= 40)
+            this.warnings.push(`${peer.name}: ${line}`);
+        } catch {
+          if (line.trim()) this.warnings.push(`${peer.name} (stdout): ${line}`);
+        }
+      }
+    });
+    peer.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      for (const line of chunk.split('\n'))
+        if (line.trim()) this.warnings.push(`${peer.name} (stderr): ${line}`);
+    });
+  }
+}
+
+/** Stops every fleet not stopped yet. */
+export async function stopEveryFleet(): Promise<void> {
+  await Promise.all([...live].map((fleet) => fleet.stop()));
+}
+
+/** Stops every fleet at once, synchronously (for process 'exit' and signals). */
+export function stopEveryFleetNow(): void {
+  for (const fleet of [...live]) fleet.stopNow();
+}

@@ -1,0 +1,241 @@
+/**
+ * `npm run bench [-- --quick]`: how fast a mesh of real peers forms, notices failures and heals,
+ * and what an idle peer costs, with the product's DEFAULTS timings, on loopback only (127.0.0.1,
+ * beacons to 127.255.255.255 on a random high beacon port). Prints a table with the targets and
+ * one `BENCH key: …` line per metric, and writes everything to bench/results/bench-TIME.json.
+ * Every child process and temporary directory is removed, also on failure and on Ctrl-C.
+ * Exit status 1 when a scenario could not be measured (a timeout, a crash); a missed target is
+ * reported as FAIL in the table but is a result, not an error.
+ */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { DEFAULTS } from '../src/config.ts';
+import { VERSION } from '../src/version.ts';
+import { benchSettings, stopEveryFleet, stopEveryFleetNow } from './fleet.ts';
+import { type Diagnostics, failures, formation, idle, type ScenarioContext } from './scenarios.ts';
+import { finalLine, type Metric, stats, table, verdict } from './summary.ts';
+
+interface Plan {
+  formation: [peers: number, runs: number][];
+  failureMesh: number;
+  failureReps: number;
+  idlePeers: number;
+  settleMs: number;
+  windowMs: number;
+}
+
+const FULL: Plan = {
+  formation: [
+    [3, 5],
+    [10, 5],
+    [25, 3],
+  ],
+  failureMesh: 5,
+  failureReps: 5,
+  idlePeers: 10,
+  settleMs: 5000,
+  windowMs: 10_000,
+};
+
+const QUICK: Plan = {
+  formation: [
+    [3, 2],
+    [10, 2],
+    [25, 1],
+  ],
+  failureMesh: 5,
+  failureReps: 2,
+  idlePeers: 10,
+  settleMs: 3000,
+  windowMs: 5000,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const unknown = argv.filter((a) => a !== '--quick');
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown argument ${unknown[0]} (only --quick)\n`);
+    return 2;
+  }
+  const quick = argv.includes('--quick');
+  const plan = quick ? QUICK : FULL;
+  const startedAt = new Date();
+  const metrics: Metric[] = [];
+  const diagnostics: Record<string, Diagnostics> = {};
+  const errors: string[] = [];
+  /** The bench's own CPU share per scenario: the observer must not crowd out the observed. */
+  const benchCpu: string[] = [];
+  const log = (line: string): void => void process.stdout.write(`${line}\n`);
+  const ctx: ScenarioContext = {
+    metric(key, label, unit, target, note) {
+      const metric: Metric = { key, label, unit, samples: [], failures: [] };
+      if (target) metric.target = target;
+      if (note) metric.note = note;
+      metrics.push(metric);
+      return metric;
+    },
+    diagnostics(scenario) {
+      diagnostics[scenario] ??= { counters: {}, notes: [], warnings: [] };
+      return diagnostics[scenario];
+    },
+    log,
+  };
+
+  const d = DEFAULTS;
+  const load = loadavg()[0] ?? 0;
+  log(
+    `shoal ${VERSION} bench${quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} cores, load average ${load.toFixed(2)}`,
+  );
+  if (load > cpus().length) {
+    log('WARNING: the machine is already busy; start-up, formation and CPU figures will be inflated');
+  }
+  log(
+    `timings: DEFAULTS (beaconIntervalMs ${d.beaconIntervalMs} ±${d.beaconJitter * 100}%, heartbeatIntervalMs ${d.heartbeatIntervalMs}, ` +
+      `failureTimeoutMs ${d.failureTimeoutMs}, dialGraceMs ${d.dialGraceMs}, reconnectBaseMs ${d.reconnectBaseMs}); ` +
+      `only host 127.0.0.1, port 0, beacons to 127.255.255.255 on a random high port, log level warn differ`,
+  );
+
+  const scenarios: [string, () => Promise<void>][] = [
+    ...plan.formation.map(([n, runs]): [string, () => Promise<void>] => [
+      `formation of ${n} (${runs} runs)`,
+      () => formation(ctx, n, runs),
+    ]),
+    [
+      `failure detection in a mesh of ${plan.failureMesh} (${plan.failureReps} rounds each)`,
+      () => failures(ctx, plan.failureMesh, plan.failureReps),
+    ],
+    [
+      `idle cost in a mesh of ${plan.idlePeers}`,
+      () => idle(ctx, plan.idlePeers, plan.settleMs, plan.windowMs),
+    ],
+  ];
+  for (const [name, run] of scenarios) {
+    log(`\n== ${name}`);
+    const t0 = Date.now();
+    const cpu0 = process.cpuUsage();
+    try {
+      await run();
+    } catch (err) {
+      errors.push(`${name}: ${(err as Error).stack ?? String(err)}`);
+      log(`  FAILED: ${(err as Error).message}`);
+    }
+    const { user, system } = process.cpuUsage(cpu0);
+    const seconds = (Date.now() - t0) / 1000;
+    benchCpu.push(`${name}: ${((user + system) / 1000 / seconds / 10).toFixed(1)} % of a core`);
+    log(`  (${seconds.toFixed(1)} s; the bench itself used ${((user + system) / 1e6).toFixed(1)} s of CPU)`);
+  }
+  await stopEveryFleet();
+
+  log(`\n${table(metrics)}`);
+  const notes = metrics.filter((m) => m.note).map((m) => `  ${m.key}: ${m.note}`);
+  if (notes.length) log(`\nnotes:\n${notes.join('\n')}`);
+  log('\ndiagnostics (counters summed over the peers of each scenario):');
+  for (const [scenario, diag] of Object.entries(diagnostics)) {
+    const counters = Object.entries(diag.counters)
+      .filter(
+        ([key, value]) => value > 0 && !key.startsWith('shoal_beacons_sent') && !key.includes('received'),
+      )
+      .map(([key, value]) => `${key.replace(/^shoal_/, '')}=${value}`);
+    log(`  ${scenario}: ${[...counters, ...diag.notes].join(', ') || '-'}`);
+    for (const [line, count] of tally(diag.warnings)) log(`    ${count}× ${line}`);
+  }
+  if (errors.length) log(`\nerrors:\n${errors.join('\n')}`);
+
+  const loadAfter = loadavg()[0] ?? 0;
+  const file = writeResults({
+    startedAt,
+    quick,
+    plan,
+    metrics,
+    diagnostics,
+    benchCpu,
+    loadAverage: { before: load, after: loadAfter },
+    errors,
+  });
+  log(`\nthe bench's own CPU: ${benchCpu.join('; ')}`);
+  log(`results: ${file}`);
+  log(
+    `took ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s; load average ${load.toFixed(2)} before, ${loadAfter.toFixed(2)} after`,
+  );
+  for (const metric of metrics) log(finalLine(metric));
+  const broken = metrics.some((m) => m.failures.length > 0);
+  return errors.length > 0 || broken ? 1 : 0;
+}
+
+/**
+ * What the peers logged at warn or above or wrote to stderr, with like lines counted together:
+ * pino lines by level and message, others with process ids and numbers masked. The banner every
+ * peer prints on stderr at start is left out.
+ */
+function tally(lines: string[]): [string, number][] {
+  const counts = new Map<string, number>();
+  for (const raw of lines) {
+    const text = raw.replace(/^[\w-]+(?: \((?:stderr|stdout)\))?: /, '');
+    if (/^shoal: .* is up at |^\(Use `node --trace-warnings/.test(text)) continue;
+    let key: string;
+    try {
+      const entry = JSON.parse(text) as { level: number; msg: string };
+      key = `log level ${entry.level}: ${entry.msg}`;
+    } catch {
+      key = text.replace(/\(node:\d+\)/g, '(node)').replace(/\d{5,}/g, 'N');
+    }
+    counts.set(key.slice(0, 200), (counts.get(key.slice(0, 200)) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1]);
+}
+
+interface Results {
+  startedAt: Date;
+  quick: boolean;
+  plan: Plan;
+  metrics: Metric[];
+  diagnostics: Record<string, Diagnostics>;
+  benchCpu: string[];
+  loadAverage: { before: number; after: number };
+  errors: string[];
+}
+
+function writeResults(results: Results): string {
+  const { startedAt, metrics, ...rest } = results;
+  const dir = fileURLToPath(new URL('./results/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const file = `${dir}bench-${stamp}.json`;
+  const { beaconPort: _random, ...settings } = benchSettings(0);
+  const { name: _name, dataDir: _data, secret: _secret, ...defaults } = DEFAULTS;
+  const body = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    version: VERSION,
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    settings,
+    defaults,
+    ...rest,
+    metrics: metrics.map((m) => ({ ...m, stats: stats(m.samples), verdict: verdict(m) || undefined })),
+  };
+  writeFileSync(file, `${JSON.stringify(body, null, 2)}\n`);
+  return file;
+}
+
+process.on('exit', stopEveryFleetNow);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping every peer\n`);
+    stopEveryFleetNow();
+    process.exit(130);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    stopEveryFleetNow();
+    process.exitCode = 1;
+  },
+);
