@@ -104,7 +104,14 @@ export class Metrics {
   });
 
   constructor(options: { processMetrics?: boolean } = {}) {
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'shoal_' });
+    // The event-loop monitor samples every 10 ms by default; once a second is plenty for an idle Pi.
+    if (options.processMetrics ?? true) {
+      collectDefaultMetrics({
+        register: this.registry,
+        prefix: 'shoal_',
+        eventLoopMonitoringPrecision: 1000,
+      });
+    }
   }
 
   /** Adds a gauge whose values are read from live state at each scrape. */

@@ -240,7 +240,11 @@ export class Peer {
     );
     this.#api = api;
     try {
-      await api.listen({ host: config.host, port: config.port, listenTextResolver: () => '' });
+      await api.listen({
+        host: config.host,
+        port: config.port,
+        listenTextResolver: (address) => `HTTP API listening on ${address}`,
+      });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE') {

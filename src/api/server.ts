@@ -11,6 +11,7 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyPluginAsync,
+  LogController,
 } from 'fastify';
 import type { WebSocket } from 'ws';
 import { ShoalError } from '../errors.ts';
@@ -57,7 +58,8 @@ export interface ApiOptions {
 export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request lines would drown the log of a busy peer; errors are logged by the handler.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxBodyBytes,
     forceCloseConnections: true,
   });

@@ -284,6 +284,7 @@ export class AutomationEngine {
     }
     if (event.type !== 'node') return;
     const node = event.node;
+    if (event.op === 'create' || event.op === 'update') this.#rewireChildren(node);
     if (isAutomation(node.type)) {
       if (event.op === 'delete') {
         this.#unindex(node.id);
@@ -302,6 +303,19 @@ export class AutomationEngine {
       if (!job?.here) continue;
       if (event.op === 'value') this.#sourceChanged(job, node, fresh);
     }
+  }
+
+  /**
+   * Default sources depend on the parent's type, and ops of different owners arrive in any order:
+   * jobs indexed before their parent arrived are wired again when it does.
+   */
+  #rewireChildren(parent: ShoalNode): void {
+    const stale = [...this.#jobs.values()].filter(
+      (job) =>
+        job.node.parent === parent.id && sourcesOf(job.node, parent.type).join() !== job.sources.join(),
+    );
+    for (const job of stale) this.#index(job.node);
+    if (stale.length > 0) this.reconcile();
   }
 
   /** A source of a job took a new value. */

@@ -135,7 +135,7 @@ export class Discovery {
   #admit(data: Buffer, from: Endpoint, now: number): Beacon | BeaconRejection | 'self' {
     const { acceptSource, clockWindowMs } = this.#options;
     if (!acceptSource(from.address)) return 'source';
-    if (!this.#rates.allow(from.address, now)) return 'rate';
+    if (!this.#rates.allow(`${from.address}:${from.port}`, now)) return 'rate';
     const decoded = decodeBeacon(data, this.#deps.keys);
     if (!decoded.ok) return decoded.reason;
     const beacon = decoded.beacon;

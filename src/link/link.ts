@@ -92,6 +92,7 @@ export class Link {
   #phase: Phase;
   #handshakeTimer: Cancel;
   #heartbeatTimer: Cancel | undefined;
+  #watchdogTimer: Cancel | undefined;
 
   constructor(
     ws: WebSocket,
@@ -214,6 +215,7 @@ export class Link {
   #handle(message: LinkMessage): void {
     if (message.t === 'ping') {
       this.send({ t: 'pong', ts: message.ts });
+      if (message.rtt !== undefined) this.rttMs = message.rtt;
     } else if (message.t === 'pong') {
       this.rttMs = Math.round((performance.now() - message.ts) * 100) / 100;
     } else {
@@ -227,19 +229,42 @@ export class Link {
     this.#phase = { name: 'up', sealer: new FrameSealer(sendKey), opener: new FrameOpener(receiveKey) };
     this.#handshakeTimer();
     this.#heartbeat();
+    this.#watchdog();
     this.#deps.handler.up(this);
   }
 
   /** Sends a ping and checks the link is alive; reschedules itself while the link is up. */
+  /**
+   * Heartbeats: the end with the lower id pings every heartbeat interval and tells the other end
+   * the RTT it measured; the other end answers. Either end declares the link dead when nothing at
+   * all arrived for `failureTimeoutMs`, checked by a timer armed for exactly that deadline.
+   */
   #heartbeat(): void {
     if (this.#phase.name !== 'up') return;
-    if (this.#deps.clock.now() - this.lastRxAt > this.#options.failureTimeoutMs) {
+    if (this.#deps.self.id < this.remote!.id) {
+      this.send({
+        t: 'ping',
+        ts: performance.now(),
+        ...(this.rttMs === undefined ? {} : { rtt: this.rttMs }),
+      });
+    }
+    this.#heartbeatTimer = this.#deps.clock.setTimer(
+      () => this.#heartbeat(),
+      this.#options.heartbeatIntervalMs,
+    );
+  }
+
+  #watchdog(): void {
+    if (this.#phase.name !== 'up') return;
+    const silentFor = this.#deps.clock.now() - this.lastRxAt;
+    if (silentFor >= this.#options.failureTimeoutMs) {
       this.#abort('timeout');
       return;
     }
-    this.send({ t: 'ping', ts: performance.now() });
-    const interval = Math.min(this.#options.heartbeatIntervalMs, this.#options.failureTimeoutMs / 2);
-    this.#heartbeatTimer = this.#deps.clock.setTimer(() => this.#heartbeat(), interval);
+    this.#watchdogTimer = this.#deps.clock.setTimer(
+      () => this.#watchdog(),
+      this.#options.failureTimeoutMs - silentFor,
+    );
   }
 
   #abort(reason: HandshakeRejection | keyof typeof CloseCode): void {
@@ -264,6 +289,7 @@ export class Link {
     this.#phase = { name: 'closed' };
     this.#handshakeTimer();
     this.#heartbeatTimer?.();
+    this.#watchdogTimer?.();
     if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) {
       this.#ws.terminate();
     }

@@ -34,7 +34,8 @@ export const PeerRecord = Type.Object({
 });
 export type PeerRecord = Static<typeof PeerRecord>;
 
-const Ping = Type.Object({ t: Type.Literal('ping'), ts: Type.Number() });
+/** A heartbeat; `rtt` is the RTT the pinging end last measured, for the other end to show. */
+const Ping = Type.Object({ t: Type.Literal('ping'), ts: Type.Number(), rtt: Type.Optional(Type.Number()) });
 const Pong = Type.Object({ t: Type.Literal('pong'), ts: Type.Number() });
 const Records = Type.Object({
   t: Type.Literal('records'),

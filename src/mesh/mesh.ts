@@ -57,6 +57,8 @@ export interface MeshOptions extends LinkOptions, Omit<PeerTableOptions, 'static
 const HOUSEKEEPING_MS = 1000;
 /** Housekeeping ticks between records sent only to refresh link RTTs. */
 const RTT_REFRESH_TICKS = 5;
+/** How long changes to this peer's own record are gathered before it is sent. */
+const OWN_RECORD_DEBOUNCE_MS = 20;
 
 export class Mesh {
   readonly table: PeerTable;
@@ -74,12 +76,20 @@ export class Mesh {
   #running = false;
   #wake: Cancel | undefined;
   #housekeeping: Cancel | undefined;
+  #announce: Cancel | undefined;
 
   constructor(deps: MeshDeps, options: MeshOptions) {
     this.#deps = deps;
     this.#options = options;
     this.table = new PeerTable({ clock: deps.clock, random: deps.random, selfId: deps.identity.id }, options);
-    this.table.onChange(() => this.application?.routesChanged());
+    // Only a change of some peer's state or route concerns what runs on top (not a new name).
+    const routes = new Map<string, string>();
+    this.table.onChange((view) => {
+      const route = `${view.state}|${view.route}`;
+      if (routes.get(view.id) === route) return;
+      routes.set(view.id, route);
+      this.application?.routesChanged();
+    });
     deps.metrics.gauge('shoal_peers', 'Known peers by state.', ['state'], () => {
       const counts = { connected: 0, connecting: 0, disconnected: 0 };
       for (const peer of this.table.views()) counts[peer.state]++;
@@ -111,10 +121,7 @@ export class Mesh {
       this.table.expire();
       this.#pump();
       // Every few seconds, a fresh own record tells the mesh the RTTs of this peer's links.
-      if (++ticks % RTT_REFRESH_TICKS === 0 && this.#direct.size > 0) {
-        this.#seq++;
-        this.#flood([this.ownRecord()]);
-      }
+      if (++ticks % RTT_REFRESH_TICKS === 0 && this.#direct.size > 0) this.#ownChanged();
       this.#housekeeping = this.#deps.clock.setTimer(tick, HOUSEKEEPING_MS);
     };
     tick();
@@ -128,6 +135,7 @@ export class Mesh {
     this.#seq++;
     this.#wake?.();
     this.#housekeeping?.();
+    this.#announce?.();
     const record = this.ownRecord();
     for (const link of this.#direct.values()) link.send({ t: 'bye', record });
     for (const link of [...this.#links]) link.close(link.isUp ? 'bye' : 'stopping');
@@ -283,10 +291,8 @@ export class Mesh {
     this.#direct.set(remote.id, link);
     existing?.close('duplicate');
     this.table.linkUp(remote.id, remote.generation, link);
-    this.#seq++;
-    const own = this.ownRecord();
-    link.send({ t: 'records', records: [own, ...this.table.records()] });
-    this.#flood([own], link);
+    this.#ownChanged();
+    link.send({ t: 'records', records: [this.ownRecord(), ...this.table.records()] });
     this.application?.linkUp(remote.id);
     this.#deps.log.info(
       { peer: remote.id, direction: link.direction, address: link.remoteAddress },
@@ -322,18 +328,17 @@ export class Mesh {
     this.application?.linkDown(id);
     this.#deps.log.info({ peer: id, reason }, 'peer link lost');
     if (!this.#running) return;
-    this.#seq++;
-    this.#flood([this.ownRecord()]);
+    this.#ownChanged();
     this.#pump();
   }
 
   #message(link: Link, message: LinkMessage): void {
     if (message.t === 'records') {
       const fresh = message.records.filter((r) => this.table.learnedRecord(r));
-      if (fresh.length > 0) this.#flood(fresh, link);
+      if (fresh.length > 0) this.#relayRecords(fresh, link);
       this.#pump();
     } else if (message.t === 'bye') {
-      if (this.table.learnedRecord(message.record)) this.#flood([message.record], link);
+      if (this.table.learnedRecord(message.record)) this.#relayRecords([message.record], link);
     } else if (link.remote && this.#direct.get(link.remote.id) === link) {
       this.application?.message(link.remote.id, message);
     }
@@ -411,9 +416,31 @@ export class Mesh {
   }
 
   /** Sends records to every direct link but `except`. */
-  #flood(records: PeerRecord[], except?: Link): void {
-    for (const link of this.#direct.values()) {
-      if (link !== except) link.send({ t: 'records', records });
+  /**
+   * This peer's own record changed (links, RTTs): tell every direct peer, once for a burst of
+   * changes (many links come up at once when a peer joins).
+   */
+  #ownChanged(): void {
+    this.#seq++;
+    if (this.#announce) return;
+    this.#announce = this.#deps.clock.setTimer(() => {
+      this.#announce = undefined;
+      if (!this.#running) return;
+      const records = [this.ownRecord()];
+      for (const link of this.#direct.values()) link.send({ t: 'records', records });
+    }, OWN_RECORD_DEBOUNCE_MS);
+  }
+
+  /**
+   * Passes records learned from `from` on to the direct peers that cannot have them first-hand:
+   * not to a record's own peer, nor to a peer linked to it (it sends its record there itself).
+   * In a full mesh nothing is relayed; membership costs a frame per change per link.
+   */
+  #relayRecords(records: PeerRecord[], from: Link): void {
+    for (const [peer, link] of this.#direct) {
+      if (link === from) continue;
+      const needed = records.filter((r) => r.id !== peer && !this.linked(peer, r.id));
+      if (needed.length > 0) link.send({ t: 'records', records: needed });
     }
   }
 }

@@ -151,7 +151,10 @@ export class TestCluster {
     });
     peer.id = ready.id;
     peer.port = ready.port;
-    peer.url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${ready.port}`;
+    // A peer in another network namespace is not reachable at 127.0.0.1 from here: no url.
+    peer.url = options.prefix
+      ? ''
+      : `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${ready.port}`;
     return peer;
   }
 
