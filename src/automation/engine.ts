@@ -169,7 +169,10 @@ export class AutomationEngine {
     if (this.#seen.has(key)) return;
     this.#remember(key);
     this.#deps.flood(message, from);
-    this.#states.set(message.id, message.state as RunState);
+    // A late message must not hide a newer state of the same job.
+    const known = this.#states.get(message.id);
+    const state = message.state as RunState;
+    if (!known || String(state.lastRun) >= String(known.lastRun)) this.#states.set(message.id, state);
     this.#deps.events.publish({
       type: 'automation',
       nodeId: message.id,

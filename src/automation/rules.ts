@@ -48,10 +48,11 @@ export function compute(
       return { ok: true, value: sum };
     case 'average':
       return { ok: true, value: sum / values.length };
+    // Not Math.min(...values): spreading a long window of history overflows the call stack.
     case 'min':
-      return { ok: true, value: Math.min(...values) };
+      return { ok: true, value: values.reduce((m, v) => (v < m ? v : m)) };
     case 'max':
-      return { ok: true, value: Math.max(...values) };
+      return { ok: true, value: values.reduce((m, v) => (v > m ? v : m)) };
     case 'stddev': {
       const mean = sum / values.length;
       return { ok: true, value: Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / values.length) };
