@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { generateSecret } from '../crypto.ts';
 import { ShoalError } from '../errors.ts';
 import type { PeerView } from '../mesh/peer-table.ts';
+import { seedDemoHouse } from './demo-house.ts';
 import type { ReadyMessage } from './start.ts';
 
 export interface DemoOptions {
@@ -86,6 +87,13 @@ export async function demo(options: DemoOptions, print = console.log): Promise<v
       ? 'The mesh has not fully formed yet; `shoal peers` shows the links.'
       : `Every peer linked to every other ${formedMs} ms after the last one started (${Date.now() - started} ms in all).`,
   );
+  try {
+    const house = await seedDemoHouse(peers, apiKey);
+    process.on('exit', () => house.stop());
+    print(`A demo house with a room on every peer changes every second: open ${peers[0]?.url}/ to watch it.`);
+  } catch (err) {
+    print(`The demo house could not be made: ${(err as Error).message}`);
+  }
   print(`API key for all of them: ${apiKey}`);
   print(`Try: shoal peers --url ${peers[0]?.url} --api-key ${apiKey}`);
   print('Ctrl-C stops the demo and deletes its data.');
