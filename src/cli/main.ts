@@ -10,6 +10,7 @@ import { isShoalError, ShoalError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { demo } from './demo.ts';
 import { init } from './init.ts';
+import { fire, hook, keys, mesh, metrics, show } from './misc.ts';
 import { createNode, deleteNode, getNode, listNodes, series, setValue, updateNode, watch } from './nodes.ts';
 import { peers } from './peers.ts';
 import { start } from './start.ts';
@@ -151,6 +152,43 @@ export function program(): Command {
   clientOptions(
     cli.command('watch').description('print every change in the mesh as it happens (Ctrl-C stops)'),
   ).action((opts: Opts) => watch(opts));
+  clientOptions(cli.command('server').description("this server's metadata")).action((opts: Opts) =>
+    show('/api/v1/server', opts),
+  );
+  clientOptions(cli.command('health').description('is the peer up (no key needed)')).action((opts: Opts) =>
+    show('/api/v1/health', opts),
+  );
+  clientOptions(cli.command('mesh').description('the servers and the links between them, with RTTs')).action(
+    (opts: Opts) => mesh(opts),
+  );
+  clientOptions(cli.command('fire').argument('<id>').description('fire a trigger (press a Button)')).action(
+    (id: string, opts: Opts) => fire(id, opts),
+  );
+  clientOptions(cli.command('hook').argument('<path>').description('call an IncomingWebHook'))
+    .option('--body <json>', 'the JSON payload')
+    .action((path: string, opts: Opts & { body?: string }) => hook(path, opts));
+  clientOptions(
+    cli
+      .command('keys')
+      .argument('[action]', 'list (default), create NAME, or revoke ID', 'list')
+      .argument('[name-or-id]')
+      .description('list, make or revoke API keys (needs an admin key)'),
+  )
+    .option('--scope <scope>', 'for create: read (default) or admin')
+    .action((action: string, arg: string | undefined, opts: Opts & { scope?: string }) => {
+      if (!['list', 'create', 'revoke'].includes(action)) {
+        throw new ShoalError('SHOAL_BAD_USAGE', `keys: "${action}" is not list, create or revoke`);
+      }
+      if (action !== 'list' && !arg)
+        throw new ShoalError(
+          'SHOAL_BAD_USAGE',
+          `keys ${action}: give a ${action === 'create' ? 'name' : 'key id'}`,
+        );
+      return keys(action as 'list' | 'create' | 'revoke', arg, opts);
+    });
+  clientOptions(cli.command('metrics').description('the Prometheus metrics of the peer')).action(
+    (opts: Opts) => metrics(opts),
+  );
 
   return cli;
 }

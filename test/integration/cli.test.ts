@@ -183,3 +183,47 @@ describe('the shoal command', () => {
     assert.deepEqual(leftovers, [], 'the demo deletes its data');
   });
 });
+
+describe('the shoal command for the rest of the API', () => {
+  const cluster = new TestCluster();
+  after(() => cluster.stop());
+
+  test('server, health, mesh, keys, fire, hook and metrics', async () => {
+    const [a, b] = await Promise.all([cluster.start({ name: 'cli-a' }), cluster.start({ name: 'cli-b' })]);
+    await waitFor('a mesh', () => fullMesh([a, b]));
+    const run = (...args: string[]) => shoal([...args, '--url', a.url], { SHOAL_API_KEY: a.apiKey });
+
+    const server = await run('server');
+    assert.equal(JSON.parse(server.stdout).id, a.id);
+    const health = await shoal(['health', '--url', a.url]);
+    assert.equal(JSON.parse(health.stdout).status, 'ok', 'health needs no key');
+
+    const mesh = await run('mesh');
+    assert.match(mesh.stdout, /cli-a\s+this one/);
+    assert.match(mesh.stdout, /cli-(a|b) - cli-(a|b)\s+(\d+\.\d ms|-)/);
+
+    const made = await run('keys', 'create', 'tablet');
+    assert.equal(made.code, 0, made.stderr);
+    const key = /^ {2}(shoal_\S+)$/m.exec(made.stdout)![1]!;
+    const listed = await run('keys');
+    assert.match(listed.stdout, /tablet\s+read/);
+    const readOnly = await shoal(['create', 'Project', 'x', '--url', a.url, '--api-key', key]);
+    assert.equal(readOnly.code, 1);
+    assert.match(readOnly.stderr, /SHOAL_FORBIDDEN/);
+    const id = /tablet\s+read\s+\S+\s+(\S+)/.exec(listed.stdout)![1]!;
+    assert.equal((await run('keys', 'revoke', id)).code, 0);
+    assert.equal((await run('keys', 'shred')).code, 2);
+
+    const button = JSON.parse((await run('create', 'Button', 'doorbell', '--json')).stdout) as { id: string };
+    const fired = await run('fire', button.id);
+    assert.equal(fired.code, 0, fired.stderr);
+    assert.match(fired.stdout, new RegExp(`fired ${button.id}`));
+    await run('create', 'IncomingWebHook', 'garage', '--meta', '{"path":"garage"}');
+    const called = await run('hook', 'garage', '--body', '{"open":true}');
+    assert.equal(called.code, 0, called.stderr);
+    assert.equal((await run('hook', 'garage', '--body', '{nope')).code, 2);
+
+    const metrics = await run('metrics');
+    assert.match(metrics.stdout, /^shoal_peers\{state="connected"\} 1$/m);
+  });
+});
