@@ -139,7 +139,11 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       }
     });
 
-    api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    api.get(
+      '/openapi.json',
+      { schema: { summary: 'This OpenAPI document; no key needed', security: [] } },
+      async () => app.swagger(),
+    );
     api.get(
       '/health',
       { schema: { summary: 'Is this peer up? No key needed.', security: [], response: { 200: Health } } },
