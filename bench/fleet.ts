@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { NODE_FLAGS } from '../src/cli/runtime.ts';
 import type { ReadyMessage } from '../src/cli/start.ts';
 import type { Config } from '../src/config.ts';
 import { CLI, PeerProcess } from '../test/support/cluster.ts';
@@ -80,7 +81,8 @@ export class Fleet {
     writeFileSync(configFile, JSON.stringify(config));
 
     const spawnedAt = Date.now();
-    const child = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
+    // As the `shoal` command starts a peer (its #! line carries these Node flags).
+    const child = spawn(process.execPath, [...NODE_FLAGS, CLI, 'start', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const peer = new PeerProcess(name, dataDir, child);

@@ -14,6 +14,7 @@ import { generateSecret } from '../crypto.ts';
 import { ShoalError } from '../errors.ts';
 import type { PeerView } from '../mesh/peer-table.ts';
 import { seedDemoHouse } from './demo-house.ts';
+import { NODE_FLAGS } from './runtime.ts';
 import type { ReadyMessage } from './start.ts';
 
 export interface DemoOptions {
@@ -56,7 +57,8 @@ export async function demo(options: DemoOptions, print = console.log): Promise<v
     const child = spawn(
       process.execPath,
       [
-        ...process.execArgv,
+        ...NODE_FLAGS,
+        ...process.execArgv.filter((flag) => !NODE_FLAGS.includes(flag)),
         process.argv[1] ?? '',
         'start',
         ...['--name', `demo-${i + 1}`, '--host', '127.0.0.1', '--port', String(port)],

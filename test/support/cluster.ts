@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLAGS } from '../../src/cli/runtime.ts';
 import type { ReadyMessage } from '../../src/cli/start.ts';
 import { type Config, testDefaults } from '../../src/config.ts';
 import type { PeerView } from '../../src/mesh/peer-table.ts';
@@ -132,7 +133,8 @@ export class TestCluster {
     };
     const configFile = join(this.root, `${name}-${randomBytes(3).toString('hex')}.json`);
     writeFileSync(configFile, JSON.stringify(config));
-    const argv = [process.execPath, CLI, 'start', '--config', configFile];
+    // Started as the `shoal` command starts (its #! line carries the same Node flags).
+    const argv = [process.execPath, ...NODE_FLAGS, CLI, 'start', '--config', configFile];
     const [command, ...args] = [...(options.prefix ?? []), ...argv] as [string, ...string[]];
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     const peer = new PeerProcess(name, dataDir, child);
