@@ -50,9 +50,9 @@ export function compute(
       return { ok: true, value: sum / values.length };
     // Not Math.min(...values): spreading a long window of history overflows the call stack.
     case 'min':
-      return { ok: true, value: values.reduce((m, v) => (v < m ? v : m)) };
+      return { ok: true, value: values.reduce((m, v) => Math.min(m, v)) };
     case 'max':
-      return { ok: true, value: values.reduce((m, v) => (v > m ? v : m)) };
+      return { ok: true, value: values.reduce((m, v) => Math.max(m, v)) };
     case 'stddev': {
       const mean = sum / values.length;
       return { ok: true, value: Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / values.length) };
