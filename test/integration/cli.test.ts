@@ -168,7 +168,7 @@ describe('the shoal command', () => {
     try {
       await waitFor('the demo to report a linked mesh', () => /Ctrl-C stops the demo/.test(out), 30_000);
       assert.match(out, /Every peer linked to every other/);
-      const urls = [...out.matchAll(/(http:\/\/127\.0\.0\.1:\d+)\//g)].map((m) => m[1]!);
+      const urls = [...out.matchAll(/^ {2}demo-\d+\s+(http:\/\/127\.0\.0\.1:\d+)\//gm)].map((m) => m[1]!);
       assert.equal(urls.length, 3);
       const key = /API key for all of them: (\S+)/.exec(out)![1]!;
       const res = await fetch(`${urls[1]}/api/v1/peers`, { headers: { authorization: `Bearer ${key}` } });
