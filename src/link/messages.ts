@@ -67,13 +67,9 @@ export const OpSchema = Type.Object({
   kind: OpKind,
   node: NodeState,
 });
+/** A node in a snapshot: its state, and the stamp and version of the op that left it so. */
 const SnapshotNode = Type.Object({
-  id: Id,
-  type: NodeTypeName,
-  parent: Type.Union([Id, Type.Null()]),
-  name: Type.String({ maxLength: 256 }),
-  meta: Type.Record(Type.String(), Type.Unknown()),
-  value: Type.Optional(Type.Unknown()),
+  ...NodeState.properties,
   hlc: Hlc,
   version: Type.Integer({ minimum: 1 }),
 });
