@@ -7,25 +7,14 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, describe, test } from 'node:test';
 import type { ShoalNode } from '../../src/store/store.ts';
-import { fullMesh, type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
-
-async function api<T = unknown>(
-  peer: PeerProcess,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(peer.url + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${peer.apiKey}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+import {
+  api,
+  createNode as create,
+  fullMesh,
+  type PeerProcess,
+  TestCluster,
+  waitFor,
+} from '../support/cluster.ts';
 
 function rawRequest(
   peer: PeerProcess,
@@ -58,12 +47,6 @@ function rawRequest(
     });
     req.end(body);
   });
-}
-
-async function create(peer: PeerProcess, node: Record<string, unknown>): Promise<ShoalNode> {
-  const res = await api<ShoalNode>(peer, 'POST', '/api/v1/nodes', node);
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  return res.body;
 }
 
 async function nodeOn(peer: PeerProcess, id: string): Promise<ShoalNode | undefined> {

@@ -15,6 +15,7 @@ import { NODE_FLAGS } from '../../src/cli/runtime.ts';
 import type { ReadyMessage } from '../../src/cli/start.ts';
 import { type Config, testDefaults } from '../../src/config.ts';
 import type { PeerView } from '../../src/mesh/peer-table.ts';
+import type { ShoalNode } from '../../src/store/store.ts';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -165,6 +166,33 @@ export class TestCluster {
     await Promise.all(this.peers.map((p) => p.kill()));
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/** Calls the API of `peer` with its admin key; the answer's JSON body, if any, is parsed. */
+export async function api<T = unknown>(
+  peer: PeerProcess,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(peer.url + path, {
+    method,
+    headers: {
+      authorization: `Bearer ${peer.apiKey}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** Creates a node through `peer`, failing the test unless the answer is 201. */
+export async function createNode(peer: PeerProcess, node: Record<string, unknown>): Promise<ShoalNode> {
+  const res = await api<ShoalNode>(peer, 'POST', '/api/v1/nodes', node);
+  if (res.status !== 201)
+    throw new Error(`creating ${JSON.stringify(node)} answered ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body;
 }
 
 /** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
