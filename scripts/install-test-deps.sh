@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the network-lab tests (test/lab) need: `ip` (iproute2) and `nft` (nftables); and
 # what the dashboard tests (test/e2e) and bench/dashboard.ts need: Debian's chromium at
-# /usr/bin/chromium; and what bench/mosquitto.ts compares shoal with: the Mosquitto broker and its
-# command-line clients (`mosquitto`, `mosquitto_pub`, `mosquitto_sub`). The bench starts its own
-# broker on 127.0.0.1 on a random port; nothing here configures or starts one.
+# /usr/bin/chromium; and, with --bench (npm run bench), what bench/mosquitto.ts compares shoal
+# with: the Mosquitto broker and its command-line clients. The bench starts its own broker on
+# 127.0.0.1 on a random port; nothing here configures or starts one.
 #
 # Idempotent and safe in CI: it does nothing when not root (the lab needs root anyway) or when
 # everything is there; it runs `apt-get update` only when the package lists are missing or too
