@@ -1,11 +1,19 @@
 /**
- * `npm run bench [-- --quick]`: how fast a mesh of real peers forms, notices failures and heals,
- * and what an idle peer costs, with the product's DEFAULTS timings, on loopback only (127.0.0.1,
- * beacons to 127.255.255.255 on a random high beacon port). Prints a table with the targets and
- * one `BENCH key: …` line per metric, and writes everything to bench/results/bench-TIME.json.
- * Every child process and temporary directory is removed, also on failure and on Ctrl-C.
- * Exit status 1 when a scenario could not be measured (a timeout, a crash); a missed target is
- * reported as FAIL in the table but is a result, not an error.
+ * `npm run bench [-- --quick] [-- --only SUITES]`: with the product's DEFAULTS timings, on
+ * loopback only (127.0.0.1, beacons to 127.255.255.255 on a random high beacon port):
+ * - mesh: how fast a mesh of real peers forms, notices failures and heals, and what an idle peer
+ *   costs (scenarios.ts);
+ * - replication: write → on all replicas latency, sustained write rate, convergence after a
+ *   partition, memory with 100,000 nodes (replication.ts);
+ * - mosquitto: the same fan-out through a Mosquitto broker, and the ratios shoal/Mosquitto
+ *   (mosquitto.ts);
+ * - automation: trigger latency across servers, failover of placed work, executor runs per second
+ *   (automation.ts).
+ * SUITES is a comma list of those names (default: all). Prints tables with the targets and one
+ * `BENCH key: …` line per metric or figure, and writes everything to
+ * bench/results/bench-TIME.json. Every child process and temporary directory is removed, also on
+ * failure and on Ctrl-C. Exit status 1 when a scenario could not be measured (a timeout, a
+ * crash); a missed target is reported as FAIL in the table but is a result, not an error.
  */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,9 +21,29 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { DEFAULTS } from '../src/config.ts';
 import { VERSION } from '../src/version.ts';
+import { type AutomationPlan, automationSuite } from './automation.ts';
 import { benchSettings, stopEveryFleet, stopEveryFleetNow } from './fleet.ts';
+import {
+  compare,
+  type MosquittoFindings,
+  type MosquittoPlan,
+  mosquittoSuite,
+  stopEveryMosquittoNow,
+} from './mosquitto.ts';
+import {
+  type Figure,
+  figureLine,
+  figureTable,
+  type ReplicationFindings,
+  type ReplicationPlan,
+  replicationSuite,
+  type SuiteContext,
+} from './replication.ts';
 import { type Diagnostics, failures, formation, idle, type ScenarioContext } from './scenarios.ts';
 import { finalLine, type Metric, stats, table, verdict } from './summary.ts';
+
+const SUITES = ['mesh', 'replication', 'mosquitto', 'automation'] as const;
+type Suite = (typeof SUITES)[number];
 
 interface Plan {
   formation: [peers: number, runs: number][];
@@ -24,7 +52,12 @@ interface Plan {
   idlePeers: number;
   settleMs: number;
   windowMs: number;
+  replication: ReplicationPlan;
+  mosquitto: MosquittoPlan;
+  automation: AutomationPlan;
 }
+
+const RAMP = [500, 1000, 1500, 2000, 3000, 4000, 5000, 6500, 8000, 10_000, 13_000, 16_000, 20_000];
 
 const FULL: Plan = {
   formation: [
@@ -37,6 +70,31 @@ const FULL: Plan = {
   idlePeers: 10,
   settleMs: 5000,
   windowMs: 10_000,
+  replication: {
+    sizes: [3, 10],
+    rates: [
+      [100, 10_000],
+      [1000, 5000],
+      [5000, 4000],
+    ],
+    rampRates: RAMP,
+    rampStepMs: 5000,
+    partitionSide: 3,
+    partitionWrites: 10_000,
+    bulkNodes: 100_000,
+    bulkSettleMs: 10_000,
+  },
+  mosquitto: {
+    sizes: [3, 10],
+    rates: [
+      [100, 10_000],
+      [1000, 5000],
+      [5000, 4000],
+    ],
+    rampRates: RAMP,
+    rampStepMs: 5000,
+  },
+  automation: { crossings: 200, failovers: 3, calculations: 200, runsWindowMs: 10_000 },
 };
 
 const QUICK: Plan = {
@@ -50,15 +108,59 @@ const QUICK: Plan = {
   idlePeers: 10,
   settleMs: 3000,
   windowMs: 5000,
+  replication: {
+    sizes: [3, 10],
+    rates: [
+      [100, 5000],
+      [1000, 3000],
+      [5000, 3000],
+    ],
+    rampRates: RAMP,
+    rampStepMs: 3000,
+    partitionSide: 3,
+    partitionWrites: 10_000,
+    bulkNodes: 20_000,
+    bulkSettleMs: 3000,
+  },
+  mosquitto: {
+    sizes: [3, 10],
+    rates: [
+      [100, 5000],
+      [1000, 3000],
+      [5000, 3000],
+    ],
+    rampRates: RAMP,
+    rampStepMs: 3000,
+  },
+  automation: { crossings: 50, failovers: 1, calculations: 200, runsWindowMs: 5000 },
 };
 
+/** The suites named by `--only a,b` (default all), or an error message. */
+function parseArgs(argv: string[]): { quick: boolean; suites: Suite[] } | string {
+  let quick = false;
+  let suites: Suite[] = [...SUITES];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--quick') quick = true;
+    else if (arg === '--only' || arg.startsWith('--only=')) {
+      const list = arg === '--only' ? argv[++i] : arg.slice('--only='.length);
+      const names = (list ?? '').split(',').filter(Boolean);
+      const wrong = names.find((n) => !(SUITES as readonly string[]).includes(n));
+      if (names.length === 0 || wrong !== undefined)
+        return `--only: "${wrong ?? ''}" is not a suite (${SUITES.join(', ')})`;
+      suites = names as Suite[];
+    } else return `unknown argument ${arg} (--quick, --only ${SUITES.join(',')})`;
+  }
+  return { quick, suites };
+}
+
 async function main(argv: string[]): Promise<number> {
-  const unknown = argv.filter((a) => a !== '--quick');
-  if (unknown.length > 0) {
-    process.stderr.write(`bench: unknown argument ${unknown[0]} (only --quick)\n`);
+  const args = parseArgs(argv);
+  if (typeof args === 'string') {
+    process.stderr.write(`bench: ${args}\n`);
     return 2;
   }
-  const quick = argv.includes('--quick');
+  const { quick, suites } = args;
   const plan = quick ? QUICK : FULL;
   const startedAt = new Date();
   const metrics: Metric[] = [];
@@ -67,6 +169,22 @@ async function main(argv: string[]): Promise<number> {
   /** The bench's own CPU share per scenario: the observer must not crowd out the observed. */
   const benchCpu: string[] = [];
   const log = (line: string): void => void process.stdout.write(`${line}\n`);
+  const figures: Figure[] = [];
+  const details: Record<string, unknown> = {};
+  const suiteCtx: SuiteContext = {
+    log,
+    figure(figure) {
+      figures.push(figure);
+      return figure;
+    },
+    detail(key, value) {
+      details[key] = value;
+    },
+    warnings(scenario, lines) {
+      diagnostics[scenario] ??= { counters: {}, notes: [], warnings: [] };
+      diagnostics[scenario].warnings.push(...lines);
+    },
+  };
   const ctx: ScenarioContext = {
     metric(key, label, unit, target, note) {
       const metric: Metric = { key, label, unit, samples: [], failures: [] };
@@ -85,7 +203,7 @@ async function main(argv: string[]): Promise<number> {
   const d = DEFAULTS;
   const load = loadavg()[0] ?? 0;
   log(
-    `shoal ${VERSION} bench${quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} cores, load average ${load.toFixed(2)}`,
+    `shoal ${VERSION} bench${quick ? ' (--quick)' : ''} (${suites.join(', ')}): node ${process.version}, ${cpus().length} cores, load average ${load.toFixed(2)}`,
   );
   if (load > cpus().length) {
     log('WARNING: the machine is already busy; start-up, formation and CPU figures will be inflated');
@@ -96,7 +214,9 @@ async function main(argv: string[]): Promise<number> {
       `only host 127.0.0.1, port 0, beacons to 127.255.255.255 on a random high port, log level warn differ`,
   );
 
-  const scenarios: [string, () => Promise<void>][] = [
+  let shoalFindings: ReplicationFindings | undefined;
+  let mqttFindings: MosquittoFindings | undefined;
+  const mesh: [string, () => Promise<void>][] = [
     ...plan.formation.map(([n, runs]): [string, () => Promise<void>] => [
       `formation of ${n} (${runs} runs)`,
       () => formation(ctx, n, runs),
@@ -110,8 +230,40 @@ async function main(argv: string[]): Promise<number> {
       () => idle(ctx, plan.idlePeers, plan.settleMs, plan.windowMs),
     ],
   ];
+  const scenarios: [string, () => Promise<void>][] = [
+    ...(suites.includes('mesh') ? mesh : []),
+    ...(suites.includes('replication')
+      ? [
+          [
+            'replication (issue 3)',
+            async () => {
+              shoalFindings = await replicationSuite(suiteCtx, plan.replication);
+            },
+          ] as [string, () => Promise<void>],
+        ]
+      : []),
+    ...(suites.includes('mosquitto')
+      ? [
+          [
+            'Mosquitto side by side',
+            async () => {
+              mqttFindings = await mosquittoSuite(suiteCtx, plan.mosquitto);
+              if (shoalFindings) compare(suiteCtx, shoalFindings, mqttFindings);
+            },
+          ] as [string, () => Promise<void>],
+        ]
+      : []),
+    ...(suites.includes('automation')
+      ? [
+          ['automation (issue 5)', () => automationSuite(suiteCtx, plan.automation)] as [
+            string,
+            () => Promise<void>,
+          ],
+        ]
+      : []),
+  ];
   for (const [name, run] of scenarios) {
-    log(`\n== ${name}`);
+    log(`\n== ${name} (load average ${(loadavg()[0] ?? 0).toFixed(2)})`);
     const t0 = Date.now();
     const cpu0 = process.cpuUsage();
     try {
@@ -126,10 +278,13 @@ async function main(argv: string[]): Promise<number> {
     log(`  (${seconds.toFixed(1)} s; the bench itself used ${((user + system) / 1e6).toFixed(1)} s of CPU)`);
   }
   await stopEveryFleet();
+  stopEveryMosquittoNow();
 
-  log(`\n${table(metrics)}`);
+  if (metrics.length) log(`\n${table(metrics)}`);
+  if (figures.length) log(`\n${figureTable(figures)}`);
+  const figureNotes = figures.filter((f) => f.note).map((f) => `  ${f.key}: ${f.note}`);
   const notes = metrics.filter((m) => m.note).map((m) => `  ${m.key}: ${m.note}`);
-  if (notes.length) log(`\nnotes:\n${notes.join('\n')}`);
+  if (notes.length || figureNotes.length) log(`\nnotes:\n${[...notes, ...figureNotes].join('\n')}`);
   log('\ndiagnostics (counters summed over the peers of each scenario):');
   for (const [scenario, diag] of Object.entries(diagnostics)) {
     const counters = Object.entries(diag.counters)
@@ -146,8 +301,11 @@ async function main(argv: string[]): Promise<number> {
   const file = writeResults({
     startedAt,
     quick,
+    suites,
     plan,
     metrics,
+    figures,
+    details,
     diagnostics,
     benchCpu,
     loadAverage: { before: load, after: loadAfter },
@@ -159,6 +317,7 @@ async function main(argv: string[]): Promise<number> {
     `took ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s; load average ${load.toFixed(2)} before, ${loadAfter.toFixed(2)} after`,
   );
   for (const metric of metrics) log(finalLine(metric));
+  for (const figure of figures) log(figureLine(figure));
   const broken = metrics.some((m) => m.failures.length > 0);
   return errors.length > 0 || broken ? 1 : 0;
 }
@@ -188,8 +347,11 @@ function tally(lines: string[]): [string, number][] {
 interface Results {
   startedAt: Date;
   quick: boolean;
+  suites: Suite[];
   plan: Plan;
   metrics: Metric[];
+  figures: Figure[];
+  details: Record<string, unknown>;
   diagnostics: Record<string, Diagnostics>;
   benchCpu: string[];
   loadAverage: { before: number; after: number };
@@ -220,11 +382,15 @@ function writeResults(results: Results): string {
   return file;
 }
 
-process.on('exit', stopEveryFleetNow);
+process.on('exit', () => {
+  stopEveryFleetNow();
+  stopEveryMosquittoNow();
+});
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(signal, () => {
     process.stderr.write(`\nbench: ${signal}, stopping every peer\n`);
     stopEveryFleetNow();
+    stopEveryMosquittoNow();
     process.exit(130);
   });
 }
@@ -236,6 +402,7 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
     stopEveryFleetNow();
+    stopEveryMosquittoNow();
     process.exitCode = 1;
   },
 );
