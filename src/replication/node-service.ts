@@ -112,7 +112,8 @@ export class NodeService {
   }
 
   async setValue(id: string, value: unknown): Promise<ShoalNode> {
-    const owner = this.get(id).owner;
+    // The hot path: one read for the owner (its owner checks the rest when it applies the write).
+    const owner = this.#ownerOf(id);
     const outcome = await this.#replicator.write(owner, { kind: 'value', id, value });
     return outcome.node ? this.#decorate(outcome.node) : this.get(id);
   }
@@ -131,6 +132,12 @@ export class NodeService {
       );
     }
     return this.#store.series(id, from, to, limit);
+  }
+
+  #ownerOf(id: string): string {
+    const node = this.#store.node(id);
+    if (!node || node.deleted) throw new ShoalError('SHOAL_NOT_FOUND', `no node ${id}`);
+    return node.owner;
   }
 
   #decorate(node: ShoalNode): ShoalNode {

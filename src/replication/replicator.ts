@@ -173,7 +173,7 @@ export class Replicator implements MeshApplication {
       () =>
         [...this.#vv].map(([owner, seq]) => [{ owner }, Math.max(0, (this.#heads.get(owner) ?? seq) - seq)]),
     );
-    m.gauge('shoal_store_nodes', 'Live nodes in the store.', [], () => [[{}, deps.store.counts().nodes]]);
+    m.gauge('shoal_store_nodes', 'Live nodes in the store.', [], () => [[{}, deps.store.liveNodes()]]);
     m.gauge('shoal_store_bytes', "Bytes of the store's database pages.", [], () => [
       [{}, deps.store.sizeBytes()],
     ]);
