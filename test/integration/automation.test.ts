@@ -291,3 +291,72 @@ describe('cross-server automation: the three-room example', () => {
     assert.equal((await api(b, 'POST', '/api/v1/hooks/nobody-home')).status, 404);
   });
 });
+
+describe('timers: CronTimer and SilentAlarm', () => {
+  const cluster = new TestCluster();
+  after(() => cluster.stop());
+
+  test('a CronTimer fires on its schedule; a SilentAlarm fires when its data point falls silent', async () => {
+    const peer = await cluster.start({ name: 'timers' });
+    const tick = await create(peer, {
+      type: 'CronTimer',
+      name: 'every second',
+      meta: { cron: '* * * * * *' },
+    });
+    const beat = await create(peer, {
+      type: 'DataPoint',
+      name: 'beat',
+      meta: { kind: 'boolean' },
+      value: false,
+    });
+    await create(peer, {
+      type: 'SetValue',
+      name: 'beat on',
+      parent: tick.id,
+      meta: { target: beat.id, value: true },
+    });
+    await waitFor(
+      'the timer to fire and its executor to run',
+      async () => (await value(peer, beat.id)) === true,
+      5000,
+    );
+    await waitFor(
+      'a second fire',
+      async () => {
+        const node = (
+          await api<ShoalNode & { state?: { runs: number } }>(peer, 'GET', `/api/v1/nodes/${tick.id}`)
+        ).body;
+        return (node.state?.runs ?? 0) >= 2;
+      },
+      5000,
+    );
+
+    const sensor = await create(peer, { type: 'DataPoint', name: 'freezer sensor' });
+    const silent = await create(peer, {
+      type: 'SilentAlarm',
+      name: 'sensor silent',
+      parent: sensor.id,
+      meta: { maxAgeMs: 600 },
+    });
+    const alarm = await create(peer, {
+      type: 'DataPoint',
+      name: 'freezer alarm',
+      meta: { kind: 'boolean' },
+      value: false,
+    });
+    await create(peer, {
+      type: 'SetValue',
+      name: 'raise alarm',
+      parent: silent.id,
+      meta: { target: alarm.id, value: true },
+    });
+    // Readings every 200 ms keep it quiet ...
+    for (let i = 0; i < 8; i++) {
+      await api(peer, 'PUT', `/api/v1/nodes/${sensor.id}/value`, { value: -18 - i / 10 });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(await value(peer, alarm.id), false, 'no alarm while readings come');
+    // ... and silence raises the alarm.
+    await waitFor('the silent alarm', async () => (await value(peer, alarm.id)) === true, 3000);
+  });
+});
