@@ -19,9 +19,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE_FLAGS } from '../src/cli/runtime.ts';
-import type { ReadyMessage } from '../src/cli/start.ts';
 import type { Config } from '../src/config.ts';
-import { CLI, PeerProcess } from '../test/support/cluster.ts';
+import { CLI, PeerProcess, readyMessage } from '../test/support/cluster.ts';
 import { cpuMs } from './proc-stats.ts';
 
 const READY_TIMEOUT_MS = 90_000;
@@ -88,21 +87,7 @@ export class Fleet {
     const peer = new PeerProcess(name, dataDir, child);
     this.#processes.push(peer);
     this.#keepWarnings(peer);
-    const ready = await new Promise<ReadyMessage>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms: ${peer.stderr}`)),
-        READY_TIMEOUT_MS,
-      );
-      child.on('message', (m: ReadyMessage) => {
-        if (m?.type !== 'shoal-ready') return;
-        clearTimeout(timer);
-        resolve(m);
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`${name} exited (${signal ?? code}) before it was ready: ${peer.stderr}`));
-      });
-    });
+    const ready = await readyMessage(child, name, READY_TIMEOUT_MS, () => peer.stderr);
     const readyAt = Date.now();
     const startCpuMs = child.pid === undefined ? Number.NaN : cpuMs(child.pid);
     peer.id = ready.id;

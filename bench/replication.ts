@@ -40,9 +40,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
-import type { ReadyMessage } from '../src/cli/start.ts';
 import type { Config } from '../src/config.ts';
-import { CLI, PeerProcess, waitFor } from '../test/support/cluster.ts';
+import { CLI, PeerProcess, readyMessage, waitFor } from '../test/support/cluster.ts';
 import { benchSettings, Fleet, type FleetPeer } from './fleet.ts';
 import { cpuMs, memory } from './proc-stats.ts';
 
@@ -158,21 +157,7 @@ export class TopologyFleet extends Fleet {
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       for (const line of chunk.split('\n')) if (line.trim()) this.warnings.push(`${name} (stderr): ${line}`);
     });
-    const ready = await new Promise<ReadyMessage>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms: ${peer.stderr}`)),
-        READY_TIMEOUT_MS,
-      );
-      child.on('message', (m: ReadyMessage) => {
-        if (m?.type !== 'shoal-ready') return;
-        clearTimeout(timer);
-        resolve(m);
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`${name} exited (${signal ?? code}) before it was ready: ${peer.stderr}`));
-      });
-    });
+    const ready = await readyMessage(child, name, READY_TIMEOUT_MS, () => peer.stderr);
     peer.id = ready.id;
     peer.port = ready.port;
     peer.url = ready.url;

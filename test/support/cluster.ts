@@ -140,18 +140,7 @@ export class TestCluster {
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     const peer = new PeerProcess(name, dataDir, child);
     this.peers.push(peer);
-    const ready = await new Promise<ReadyMessage>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${name} did not start: ${peer.stderr}`)), 20_000);
-      child.on('message', (m: ReadyMessage) => {
-        if (m?.type !== 'shoal-ready') return;
-        clearTimeout(timer);
-        resolve(m);
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${name} exited with ${code} before it was ready: ${peer.stderr}`));
-      });
-    });
+    const ready = await readyMessage(child, name, 20_000, () => peer.stderr);
     peer.id = ready.id;
     peer.port = ready.port;
     // A peer in another network namespace is not reachable at 127.0.0.1 from here: no url.
@@ -166,6 +155,30 @@ export class TestCluster {
     await Promise.all(this.peers.map((p) => p.kill()));
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/** The IPC message by which a started peer says it is ready (or a failure naming why not). */
+export function readyMessage(
+  child: ChildProcess,
+  name: string,
+  timeoutMs: number,
+  stderr: () => string,
+): Promise<ReadyMessage> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${name} not ready after ${timeoutMs} ms: ${stderr()}`)),
+      timeoutMs,
+    );
+    child.on('message', (m: ReadyMessage) => {
+      if (m?.type !== 'shoal-ready') return;
+      clearTimeout(timer);
+      resolve(m);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${signal ?? code}) before it was ready: ${stderr()}`));
+    });
+  });
 }
 
 /** Calls the API of `peer` with its admin key; the answer's JSON body, if any, is parsed. */
