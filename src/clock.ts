@@ -22,22 +22,6 @@ export const systemClock: Clock = {
   },
 };
 
-/** Runs `fn` every `ms` milliseconds until cancelled. */
-export function every(clock: Clock, ms: number, fn: () => void): Cancel {
-  let cancel: Cancel = () => {};
-  let stopped = false;
-  const tick = (): void => {
-    if (stopped) return;
-    cancel = clock.setTimer(tick, ms);
-    fn();
-  };
-  cancel = clock.setTimer(tick, ms);
-  return () => {
-    stopped = true;
-    cancel();
-  };
-}
-
 /** A source of randomness in [0, 1), injectable for deterministic jitter in tests. */
 export type Random = () => number;
 

@@ -60,7 +60,7 @@ const OpKind = Type.Union([
   Type.Literal('value'),
   Type.Literal('delete'),
 ]);
-export const OpSchema = Type.Object({
+const OpSchema = Type.Object({
   owner: Id,
   seq: Type.Integer({ minimum: 1 }),
   hlc: Hlc,

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { every } from '../../src/clock.ts';
 import { FAKE_EPOCH, FakeClock, scriptedRandom, seededRandom } from '../support/fake-clock.ts';
 import { broadcastSubnet, type MemoryEndpoint, MemoryLan } from '../support/memory-lan.ts';
 
@@ -94,18 +93,6 @@ describe('FakeClock', () => {
   test('refuses to go back in time', () => {
     assert.throws(() => new FakeClock().advance(-1), RangeError);
     assert.throws(() => new FakeClock().advance(Number.NaN), RangeError);
-  });
-
-  test('every() from src/clock.ts ticks on the fake clock until cancelled, even from inside a tick', () => {
-    const clock = new FakeClock(0);
-    const ticks: number[] = [];
-    const cancel = every(clock, 100, () => {
-      ticks.push(clock.now());
-      if (ticks.length === 3) cancel();
-    });
-    clock.advance(1000);
-    assert.deepEqual(ticks, [100, 200, 300]);
-    assert.equal(clock.pending, 0);
   });
 
   test('property: timers run sorted by due time, whatever order they were set in', () => {
