@@ -164,6 +164,7 @@ export class Peer {
         batchOps: config.replicationBatchOps,
         maxPendingOps: config.maxPendingOps,
         antiEntropyIntervalMs: config.antiEntropyIntervalMs,
+        localSync: config.storeSync === 'full' ? 'FULL' : 'NORMAL',
       },
     );
     this.#replicator = replicator;

@@ -85,6 +85,8 @@ export interface ReplicatorOptions {
   /** Ops held back waiting for an earlier one of their owner, at most. */
   maxPendingOps: number;
   antiEntropyIntervalMs: number;
+  /** How durable a local commit is before the write is answered (Config.storeSync). */
+  localSync: 'FULL' | 'NORMAL';
 }
 
 export interface WriteOutcome {
@@ -300,7 +302,7 @@ export class Replicator implements MeshApplication {
     const outcomes: (WriteOutcome | ShoalError)[] = [];
     const applied: Op[] = [];
     try {
-      store.transaction('FULL', () => {
+      store.transaction(this.#options.localSync, () => {
         for (const item of batch) {
           try {
             const ops = this.#opsFor(item.req);

@@ -81,6 +81,7 @@ const DEFAULT_OPTIONS: ReplicatorOptions = {
   batchOps: 3,
   maxPendingOps: 1000,
   antiEntropyIntervalMs: 60_000,
+  localSync: 'NORMAL',
 };
 
 /** Server ids are UUIDs; fixed ones keep every run of a seed identical. */
