@@ -185,15 +185,25 @@ describe('cross-server automation: the three-room example', () => {
     await waitFor('the AC on', async () => (await value(b, ac.id)) === true);
     for (const t of [23, 21.5]) await api(a, 'PUT', `/api/v1/nodes/${livingTemp.id}/value`, { value: t });
     await waitFor('the AC off', async () => (await value(b, ac.id)) === false);
-    const series = await api<{ points: { value: boolean }[] }>(c, 'GET', `/api/v1/nodes/${ac.id}/series`);
-    assert.deepEqual(
-      series.body.points.map((p) => p.value),
-      [false, true, false],
-      'no chatter: on once, off once',
-    );
-    const highState = (
-      await api<ShoalNode & { state: { runs: number; runner: string } }>(a, 'GET', `/api/v1/nodes/${high.id}`)
-    ).body.state;
+    // C has the AC's whole history once the last switch has reached it; then no more may come.
+    const history = async (): Promise<boolean[]> =>
+      (
+        await api<{ points: { value: boolean }[] }>(c, 'GET', `/api/v1/nodes/${ac.id}/series`)
+      ).body.points.map((p) => p.value);
+    await waitFor('the history on C', async () => (await history()).length >= 3);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(await history(), [false, true, false], 'no chatter: on once, off once');
+    // Run state travels by its own messages: A shows it once B's word has arrived.
+    const highState = await waitFor('the threshold’s state on A', async () => {
+      const node = (
+        await api<ShoalNode & { state?: { runs: number; runner: string } }>(
+          a,
+          'GET',
+          `/api/v1/nodes/${high.id}`,
+        )
+      ).body;
+      return node.state;
+    });
     assert.equal(highState.runner, b.id, 'the threshold runs on its owner, B');
     assert.equal(highState.runs, 1, 'fired once');
   });
