@@ -65,7 +65,10 @@ export class Peer {
   #api: FastifyInstance | undefined;
   #port = 0;
   #startedAt = 0;
+  // Read once: metadata() is called for every membership record the peer sends.
   #model = 'unknown';
+  #os = osDescription();
+  #platform = platformName();
   #stopping: Promise<void> | undefined;
   #store: Store | undefined;
   #replicator: Replicator | undefined;
@@ -99,8 +102,8 @@ export class Peer {
       port: this.#port,
       model: this.#model,
       version: VERSION,
-      os: osDescription(),
-      platform: platformName(),
+      os: this.#os,
+      platform: this.#platform,
       settings: {
         beaconPort: c.beaconPort,
         beaconIntervalMs: c.beaconIntervalMs,
