@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { CLI, fullMesh, type PeerProcess, TestCluster, waitFor } from '../test/support/cluster.ts';
+import { CLI, call, fullMesh, type PeerProcess, TestCluster, waitFor } from '../test/support/cluster.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 /** Where the screenshot of the busy dashboard goes (git-ignored). */
@@ -135,26 +135,6 @@ async function startPeer(name: string): Promise<PeerProcess> {
   }
 }
 
-async function call<T>(
-  peer: PeerProcess,
-  key: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<T> {
-  const res = await fetch(peer.url + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${key}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const data = (await res.json()) as T;
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(data)}`);
-  return data;
-}
-
 /** Runs `jobs` with at most `limit` at once. */
 async function pool<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> {
   const results: T[] = [];
@@ -223,18 +203,24 @@ async function main(): Promise<void> {
   // 2,000 data points, spread evenly, under one project on each server.
   const projects = await Promise.all(
     peers.map((p) =>
-      call<{ id: string }>(p, keys.get(p.id)!, 'POST', '/api/v1/nodes', { type: 'Project', name: 'sensors' }),
+      call<{ id: string }>(p, 'POST', '/api/v1/nodes', { type: 'Project', name: 'sensors' }, keys.get(p.id)),
     ),
   );
   const points = await pool(
     Array.from({ length: POINTS }, (_, i) => async () => {
       const owner = peers[i % PEERS]!;
-      const node = await call<{ id: string }>(owner, keys.get(owner.id)!, 'POST', '/api/v1/nodes', {
-        type: 'DataPoint',
-        name: `sensor ${String(Math.floor(i / PEERS) + 1).padStart(2, '0')}`,
-        parent: projects[i % PEERS]!.id,
-        meta: { unit: 'ms' },
-      });
+      const node = await call<{ id: string }>(
+        owner,
+        'POST',
+        '/api/v1/nodes',
+        {
+          type: 'DataPoint',
+          name: `sensor ${String(Math.floor(i / PEERS) + 1).padStart(2, '0')}`,
+          parent: projects[i % PEERS]!.id,
+          meta: { unit: 'ms' },
+        },
+        keys.get(owner.id),
+      );
       return { id: node.id, owner };
     }),
     MAX_IN_FLIGHT,
@@ -243,8 +229,15 @@ async function main(): Promise<void> {
   await waitFor(
     `${POINTS} data points on ${viewer.name}`,
     async () =>
-      (await call<{ nodes: unknown[] }>(viewer, keys.get(viewer.id)!, 'GET', '/api/v1/nodes?type=DataPoint'))
-        .nodes.length === POINTS,
+      (
+        await call<{ nodes: unknown[] }>(
+          viewer,
+          'GET',
+          '/api/v1/nodes?type=DataPoint',
+          undefined,
+          keys.get(viewer.id),
+        )
+      ).nodes.length === POINTS,
     60_000,
     250,
   );
@@ -343,7 +336,7 @@ async function main(): Promise<void> {
         const value = at - base;
         sent++;
         inFlight++;
-        call(point.owner, keys.get(point.owner.id)!, 'PUT', `/api/v1/nodes/${point.id}/value`, { value })
+        call(point.owner, 'PUT', `/api/v1/nodes/${point.id}/value`, { value }, keys.get(point.owner.id))
           .then(
             () => {
               ok++;

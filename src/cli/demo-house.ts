@@ -81,30 +81,23 @@ export async function seedDemoHouse(
     meta: { kind: 'boolean' },
     value: false,
   });
-  const warm = await call<Made>(first, 'POST', '/api/v1/nodes', {
-    type: 'HighThreshold',
-    name: 'Too warm',
-    parent: temperatures[0],
-    meta: { threshold: 22.5, hysteresis: 0.5 },
-  });
-  await call(first, 'POST', '/api/v1/nodes', {
-    type: 'SetValue',
-    name: 'Fan on',
-    parent: warm.id,
-    meta: { target: fan.id, value: true },
-  });
-  const cool = await call<Made>(first, 'POST', '/api/v1/nodes', {
-    type: 'LowThreshold',
-    name: 'Cool again',
-    parent: temperatures[0],
-    meta: { threshold: 21, hysteresis: 0.5 },
-  });
-  await call(first, 'POST', '/api/v1/nodes', {
-    type: 'SetValue',
-    name: 'Fan off',
-    parent: cool.id,
-    meta: { target: fan.id, value: false },
-  });
+  // A threshold on the first room switches the fan, with a SetValue under it.
+  const switchFan = async (type: string, name: string, threshold: number, action: string, on: boolean) => {
+    const trigger = await call<Made>(first, 'POST', '/api/v1/nodes', {
+      type,
+      name,
+      parent: temperatures[0],
+      meta: { threshold, hysteresis: 0.5 },
+    });
+    await call(first, 'POST', '/api/v1/nodes', {
+      type: 'SetValue',
+      name: action,
+      parent: trigger.id,
+      meta: { target: fan.id, value: on },
+    });
+  };
+  await switchFan('HighThreshold', 'Too warm', 22.5, 'Fan on', true);
+  await switchFan('LowThreshold', 'Cool again', 21, 'Fan off', false);
 
   // Values drift every second, each written to its owner.
   const timer = setInterval(() => {

@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { fullMesh, type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
+import { call, fullMesh, type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -48,26 +48,6 @@ interface NodeBody {
   owner: string;
   parent: string | null;
   value?: unknown;
-}
-
-/** An API call to `peer` with its own key; throws on an error answer. */
-async function call<T = NodeBody>(
-  peer: PeerProcess,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<T> {
-  const res = await fetch(peer.url + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${peer.apiKey}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const data = (await res.json()) as T;
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(data)}`);
-  return data;
 }
 
 describe('the web dashboard', () => {
@@ -157,7 +137,7 @@ describe('the web dashboard', () => {
     options,
     async () => {
       const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
-      const point = await call(a, 'POST', '/api/v1/nodes', {
+      const point = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
         type: 'DataPoint',
         name: 'Boiler temperature',
         owner: c.id,
@@ -177,7 +157,7 @@ describe('the web dashboard', () => {
       await pageA.click('.set-value button[type="submit"]');
       await pageB.waitForSelector(`.tree [data-value-id="${point.id}"]:text-is("42.5")`, { timeout: 10_000 });
       await pageA.waitForSelector(`.bigvalue [data-value-id="${point.id}"]:text-is("42.5")`);
-      const stored = await call(c, 'GET', `/api/v1/nodes/${point.id}`);
+      const stored = await call<NodeBody>(c, 'GET', `/api/v1/nodes/${point.id}`);
       assert.equal(stored.value, 42.5, 'the owner stored it');
       await Promise.all([pageA.close(), pageB.close()]);
     },
@@ -236,20 +216,20 @@ describe('the web dashboard', () => {
   test('screenshots of the dashboard, on a desktop and on a phone', options, async () => {
     const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
     // Something worth looking at: projects, data points with history, automation.
-    const garden = await call(a, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Garden' });
-    const soil = await call(a, 'POST', '/api/v1/nodes', {
+    const garden = await call<NodeBody>(a, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Garden' });
+    const soil = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'Soil moisture',
       parent: garden.id,
       meta: { unit: '%' },
     });
-    const pump = await call(a, 'POST', '/api/v1/nodes', {
+    const pump = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'Pump',
       parent: garden.id,
       meta: { kind: 'boolean' },
     });
-    const dry = await call(a, 'POST', '/api/v1/nodes', {
+    const dry = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
       type: 'LowThreshold',
       name: 'Too dry',
       parent: soil.id,
@@ -261,27 +241,27 @@ describe('the web dashboard', () => {
       parent: dry.id,
       meta: { target: pump.id, value: true },
     });
-    const rack = await call(c, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Rack' });
-    const power = await call(c, 'POST', '/api/v1/nodes', {
+    const rack = await call<NodeBody>(c, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Rack' });
+    const power = await call<NodeBody>(c, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'Power draw',
       parent: rack.id,
       meta: { unit: 'W' },
     });
-    const ups = await call(c, 'POST', '/api/v1/nodes', {
+    const ups = await call<NodeBody>(c, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'UPS status',
       parent: rack.id,
       meta: { kind: 'string' },
     });
-    const garage = await call(b, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Garage' });
-    const door = await call(b, 'POST', '/api/v1/nodes', {
+    const garage = await call<NodeBody>(b, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Garage' });
+    const door = await call<NodeBody>(b, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'Door open',
       parent: garage.id,
       meta: { kind: 'boolean' },
     });
-    const charger = await call(b, 'POST', '/api/v1/nodes', {
+    const charger = await call<NodeBody>(b, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'EV charger',
       parent: garage.id,
@@ -365,12 +345,12 @@ describe('the web dashboard', () => {
     options,
     async () => {
       const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
-      const point = await call(a, 'POST', '/api/v1/nodes', {
+      const point = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
         type: 'DataPoint',
         name: 'Lab fan',
         owner: c.id,
       });
-      const elsewhere = await call(a, 'POST', '/api/v1/nodes', {
+      const elsewhere = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
         type: 'DataPoint',
         name: 'Hall light',
         owner: b.id,

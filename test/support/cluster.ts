@@ -181,23 +181,37 @@ export function readyMessage(
   });
 }
 
-/** Calls the API of `peer` with its admin key; the answer's JSON body, if any, is parsed. */
+/** Calls the API of `peer` (with its admin key unless `key` is given); the JSON body is parsed. */
 export async function api<T = unknown>(
   peer: PeerProcess,
   method: string,
   path: string,
   body?: unknown,
+  key: string = peer.apiKey,
 ): Promise<{ status: number; body: T }> {
   const res = await fetch(peer.url + path, {
     method,
     headers: {
-      authorization: `Bearer ${peer.apiKey}`,
+      authorization: `Bearer ${key}`,
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
     },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** Like `api`, but answers the body and throws on any error status. */
+export async function call<T = unknown>(
+  peer: PeerProcess,
+  method: string,
+  path: string,
+  body?: unknown,
+  key?: string,
+): Promise<T> {
+  const res = await api<T>(peer, method, path, body, key);
+  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
 }
 
 /** Creates a node through `peer`, failing the test unless the answer is 201. */
