@@ -26,6 +26,13 @@ import { cpuMs } from './proc-stats.ts';
 const READY_TIMEOUT_MS = 90_000;
 
 /**
+ * Extra Node options for every benchmark peer, for profiling a scenario, e.g.
+ * `SHOAL_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` (Node refuses these in
+ * NODE_OPTIONS). A profile is written when a peer exits cleanly, not when it is killed.
+ */
+const EXTRA_FLAGS = (process.env.SHOAL_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+
+/**
  * The settings in which a benchmark peer differs from DEFAULTS (besides name, data and secret).
  * Only these are written to its config file, so every other setting, timings included, is the
  * built product's own default.
@@ -81,9 +88,13 @@ export class Fleet {
 
     const spawnedAt = Date.now();
     // As the `shoal` command starts a peer (its #! line carries these Node flags).
-    const child = spawn(process.execPath, [...NODE_FLAGS, CLI, 'start', '--config', configFile], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
+    const child = spawn(
+      process.execPath,
+      [...NODE_FLAGS, ...EXTRA_FLAGS, CLI, 'start', '--config', configFile],
+      {
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      },
+    );
     const peer = new PeerProcess(name, dataDir, child);
     this.#processes.push(peer);
     this.#keepWarnings(peer);
