@@ -139,12 +139,12 @@ export const DEFAULTS: Config = {
   multicast: true,
 
   /** Milliseconds between heartbeats on each link; each carries a timestamp for the RTT. Costs
-   * two small frames per interval per link. */
-  heartbeatIntervalMs: 500,
+   * two small frames per interval per link, which is most of what an idle peer spends. */
+  heartbeatIntervalMs: 1000,
   /** A link on which nothing arrived for this long is declared dead and the peer disconnected.
    * Lower detects an unplugged server sooner but risks flapping on a congested Wi-Fi; keep it at
    * least three heartbeat intervals. A peer that shuts down cleanly is marked at once anyway. */
-  failureTimeoutMs: 2000,
+  failureTimeoutMs: 3000,
   /** A link that has not completed the mutual challenge-response within this is closed. */
   handshakeTimeoutMs: 5000,
   /** When two peers learn of each other at once, the one with the lower id dials at once and the

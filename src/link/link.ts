@@ -1,9 +1,10 @@
 /**
  * One authenticated, encrypted link to another peer over a WebSocket (path /mesh/v1), either
  * direction. It runs the handshake (handshake.ts) within `handshakeTimeoutMs`, then carries sealed
- * frames (crypto.ts), sends a heartbeat every `heartbeatIntervalMs`, measures the RTT from the
- * echoes, and declares the link dead when nothing arrived for `failureTimeoutMs`. It knows nothing
- * of the mesh: it reports up, message and closed to its handler.
+ * frames (crypto.ts), pings when its owner calls `heartbeat()` (the mesh does, for all links at
+ * once, every `heartbeatIntervalMs`), measures the RTT from the echoes, and declares the link dead
+ * when nothing arrived for `failureTimeoutMs`. It knows nothing of the mesh: it reports up,
+ * message and closed to its handler.
  */
 
 import { performance } from 'node:perf_hooks';
@@ -24,6 +25,11 @@ import {
   listenerRespond,
 } from './handshake.ts';
 import { encodeMessage, type LinkMessage, parseMessage } from './messages.ts';
+
+/** A labelled child of a prom-client counter. */
+interface MetricChild {
+  inc(value?: number): void;
+}
 
 /** WebSocket close codes of the mesh protocol, so the other side can count why. APPEND ONLY. */
 export const CloseCode = {
@@ -91,8 +97,9 @@ export class Link {
   readonly #options: LinkOptions;
   #phase: Phase;
   #handshakeTimer: Cancel;
-  #heartbeatTimer: Cancel | undefined;
   #watchdogTimer: Cancel | undefined;
+  /** The per-link metric children, looked up once when the link comes up (not per frame). */
+  #counters: Record<'tx' | 'rx', { bytes: MetricChild; frames: MetricChild }> | undefined;
 
   constructor(
     ws: WebSocket,
@@ -226,32 +233,31 @@ export class Link {
   #up(remote: HandshakeParty, sendKey: Buffer, receiveKey: Buffer): void {
     this.remote = remote;
     this.upAt = this.#deps.clock.now();
+    const { linkBytes, linkFrames } = this.#deps.metrics;
+    const child = (direction: 'tx' | 'rx') => ({
+      bytes: linkBytes.labels({ peer: remote.id, direction }),
+      frames: linkFrames.labels({ peer: remote.id, direction }),
+    });
+    this.#counters = { tx: child('tx'), rx: child('rx') };
     this.#phase = { name: 'up', sealer: new FrameSealer(sendKey), opener: new FrameOpener(receiveKey) };
     this.#handshakeTimer();
-    this.#heartbeat();
+    this.heartbeat();
     this.#watchdog();
     this.#deps.handler.up(this);
   }
 
-  /** Sends a ping and checks the link is alive; reschedules itself while the link is up. */
   /**
-   * Heartbeats: the end with the lower id pings every heartbeat interval and tells the other end
-   * the RTT it measured; the other end answers. Either end declares the link dead when nothing at
-   * all arrived for `failureTimeoutMs`, checked by a timer armed for exactly that deadline.
+   * Heartbeats: one end of each link (`pingsOn`) pings at every call and tells the other end the
+   * RTT it measured; the other end answers. Either end declares the link dead when nothing at all
+   * arrived for `failureTimeoutMs`, checked by a timer armed for exactly that deadline.
    */
-  #heartbeat(): void {
-    if (this.#phase.name !== 'up') return;
-    if (this.#deps.self.id < this.remote!.id) {
-      this.send({
-        t: 'ping',
-        ts: performance.now(),
-        ...(this.rttMs === undefined ? {} : { rtt: this.rttMs }),
-      });
-    }
-    this.#heartbeatTimer = this.#deps.clock.setTimer(
-      () => this.#heartbeat(),
-      this.#options.heartbeatIntervalMs,
-    );
+  heartbeat(): void {
+    if (this.#phase.name !== 'up' || !pingsOn(this.#deps.self.id, this.remote!.id)) return;
+    this.send({
+      t: 'ping',
+      ts: performance.now(),
+      ...(this.rttMs === undefined ? {} : { rtt: this.rttMs }),
+    });
   }
 
   #watchdog(): void {
@@ -288,7 +294,6 @@ export class Link {
     }
     this.#phase = { name: 'closed' };
     this.#handshakeTimer();
-    this.#heartbeatTimer?.();
     this.#watchdogTimer?.();
     if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) {
       this.#ws.terminate();
@@ -297,10 +302,19 @@ export class Link {
   }
 
   #count(direction: 'tx' | 'rx', bytes: number): void {
-    const peer = this.remote?.id ?? 'unknown';
-    this.#deps.metrics.linkBytes.inc({ peer, direction }, bytes);
-    this.#deps.metrics.linkFrames.inc({ peer, direction });
+    const counters = this.#counters!;
+    counters[direction].bytes.inc(bytes);
+    counters[direction].frames.inc();
   }
+}
+
+/**
+ * Whether `self` is the end of its link to `remote` that pings: exactly one of the two, and about
+ * half the links of every peer (an order by id alone would leave the lowest id pinging them all).
+ */
+export function pingsOn(self: string, remote: string): boolean {
+  const flip = (self.charCodeAt(self.length - 1) ^ remote.charCodeAt(remote.length - 1)) & 1;
+  return self < remote !== (flip === 1);
 }
 
 function isRejection(reason: CloseReason): boolean {

@@ -55,8 +55,12 @@ export interface MeshOptions extends LinkOptions, Omit<PeerTableOptions, 'static
 
 /** How often the mesh wakes to expire peers even when nothing else happens. */
 const HOUSEKEEPING_MS = 1000;
-/** Housekeeping ticks between records sent only to refresh link RTTs. */
+/** Housekeeping ticks between checks whether link RTTs moved enough to announce them again. */
 const RTT_REFRESH_TICKS = 5;
+/** An RTT is announced again when it moved by more than this share of the announced value... */
+const RTT_CHANGE_SHARE = 0.5;
+/** ...and by more than this many milliseconds (loopback and LAN RTTs jitter by fractions of one). */
+const RTT_CHANGE_MS = 1;
 /** How long changes to this peer's own record are gathered before it is sent. */
 const OWN_RECORD_DEBOUNCE_MS = 20;
 
@@ -76,7 +80,10 @@ export class Mesh {
   #running = false;
   #wake: Cancel | undefined;
   #housekeeping: Cancel | undefined;
+  #heartbeat: Cancel | undefined;
   #announce: Cancel | undefined;
+  /** The link RTTs in the last own record sent, to tell when they moved enough to send again. */
+  #announcedRtts = new Map<string, number>();
 
   constructor(deps: MeshDeps, options: MeshOptions) {
     this.#deps = deps;
@@ -120,11 +127,17 @@ export class Mesh {
     const tick = (): void => {
       this.table.expire();
       this.#pump();
-      // Every few seconds, a fresh own record tells the mesh the RTTs of this peer's links.
-      if (++ticks % RTT_REFRESH_TICKS === 0 && this.#direct.size > 0) this.#ownChanged();
+      // Every few seconds, a fresh own record tells the mesh of link RTTs that moved markedly.
+      if (++ticks % RTT_REFRESH_TICKS === 0 && this.#rttsMoved()) this.#ownChanged();
       this.#housekeeping = this.#deps.clock.setTimer(tick, HOUSEKEEPING_MS);
     };
     tick();
+    // One timer pings every link at once: an idle peer wakes once per interval, not once per link.
+    const beat = (): void => {
+      for (const link of this.#links) link.heartbeat();
+      this.#heartbeat = this.#deps.clock.setTimer(beat, this.#options.heartbeatIntervalMs);
+    };
+    this.#heartbeat = this.#deps.clock.setTimer(beat, this.#options.heartbeatIntervalMs);
   }
 
   /** Leaves the mesh: tells every linked peer (bye with a final record), then closes all links. */
@@ -135,6 +148,7 @@ export class Mesh {
     this.#seq++;
     this.#wake?.();
     this.#housekeeping?.();
+    this.#heartbeat?.();
     this.#announce?.();
     const record = this.ownRecord();
     for (const link of this.#direct.values()) link.send({ t: 'bye', record });
@@ -167,6 +181,19 @@ export class Mesh {
       ),
       ...(this.#left ? { left: true } : {}),
     };
+  }
+
+  /** True when a link's RTT appeared or moved markedly since the mesh was last told. */
+  #rttsMoved(): boolean {
+    for (const [id, link] of this.#direct) {
+      const now = link.rttMs;
+      if (now === undefined) continue;
+      const then = this.#announcedRtts.get(id);
+      if (then === undefined) return true;
+      const moved = Math.abs(now - then);
+      if (moved > RTT_CHANGE_MS && moved > then * RTT_CHANGE_SHARE) return true;
+    }
+    return false;
   }
 
   /** A beacon from another peer of the cluster. */
@@ -426,7 +453,9 @@ export class Mesh {
     this.#announce = this.#deps.clock.setTimer(() => {
       this.#announce = undefined;
       if (!this.#running) return;
-      const records = [this.ownRecord()];
+      const record = this.ownRecord();
+      this.#announcedRtts = new Map(Object.entries(record.rtts ?? {}));
+      const records = [record];
       for (const link of this.#direct.values()) link.send({ t: 'records', records });
     }, OWN_RECORD_DEBOUNCE_MS);
   }
