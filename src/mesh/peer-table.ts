@@ -172,6 +172,12 @@ export class PeerTable {
 
   heardBeacon(beacon: BeaconSighting): void {
     const now = this.#clock.now();
+    const known = this.#entries.get(beacon.id);
+    if (known?.link && isRepeat(known, beacon)) {
+      // The steady state of a settled mesh: a linked peer repeats itself. Nothing to recompute.
+      known.lastSeen = now;
+      return;
+    }
     const entry = this.#entry(beacon.id, beacon.generation);
     entry.lastSeen = now;
     entry.fresh = true;
@@ -401,4 +407,19 @@ export class PeerTable {
 
 function isNewer(a: { generation: number; seq: number }, b: { generation: number; seq: number }): boolean {
   return a.generation > b.generation || (a.generation === b.generation && a.seq > b.seq);
+}
+
+/** True when a beacon says nothing the table does not already hold for the entry. */
+function isRepeat(entry: Entry, beacon: BeaconSighting): boolean {
+  return (
+    beacon.kind !== 'bye' &&
+    beacon.generation === entry.generation &&
+    !entry.left &&
+    entry.fresh &&
+    entry.dialable &&
+    entry.port === beacon.port &&
+    entry.addresses[0] === beacon.address &&
+    entry.hint.name === beacon.name &&
+    entry.hint.version === beacon.version
+  );
 }
