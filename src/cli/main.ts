@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S node --max-semi-space-size=1 --no-memory-reducer
 /**
  * The `shoal` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config, with a
  * one-line message naming the flag or field and what is wrong.

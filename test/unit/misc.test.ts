@@ -4,10 +4,12 @@
  */
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import pino from 'pino';
+import { NODE_FLAGS } from '../../src/cli/runtime.ts';
 import { RateLimiter } from '../../src/discovery/rate-limit.ts';
 import { ReplayCache } from '../../src/discovery/replay-cache.ts';
 import {
@@ -366,5 +368,15 @@ describe('ThrottledLog', () => {
     const throttled = new ThrottledLog(pino({ level: 'info' }, { write: (l: string) => lines.push(l) }));
     throttled.debug('k', 0, {}, 'x');
     assert.equal(lines.length, 0);
+  });
+});
+
+describe('node flags', () => {
+  test('the #! line of shoal and npm run demo start Node with exactly NODE_FLAGS', () => {
+    const flags = NODE_FLAGS.join(' ');
+    const shebang = readFileSync(new URL('../../src/cli/main.ts', import.meta.url), 'utf8').split('\n')[0];
+    assert.equal(shebang, `#!/usr/bin/env -S node ${flags}`);
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    assert.equal(pkg.scripts.demo, `node ${flags} dist/cli/main.js demo`);
   });
 });
