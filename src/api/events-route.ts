@@ -9,6 +9,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { ShoalError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
 import type { Metrics } from '../metrics.ts';
+import { corkPerTurn } from './cork.ts';
 
 /** A fixed number of event-stream clients shared by SSE and the WebSocket stream. */
 export class ClientSlots {
@@ -58,11 +59,13 @@ export const eventRoutes: FastifyPluginAsync<EventRouteOptions> = async (app, op
       'x-accel-buffering': 'no',
     });
     res.write(': shoal event stream\n\n');
+    const cork = corkPerTurn(res);
     const unsubscribe = options.events.subscribe((event) => {
       if (res.writableLength > options.clientBufferBytes) {
         res.destroy();
         return;
       }
+      cork();
       res.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
     });
     const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);

@@ -26,6 +26,7 @@ import type { EventBus } from '../events.ts';
 import type { Metrics } from '../metrics.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import { type ApiKeys, bearerKey, type Scope } from './auth.ts';
+import { corkPerTurn } from './cork.ts';
 import type { ClientSlots } from './events-route.ts';
 
 export interface StreamOptions {
@@ -87,11 +88,14 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       let authed = false;
       let scope: Scope | undefined;
       let unsubscribe: (() => void) | undefined;
+      // The upgraded request's TCP socket is the WebSocket's.
+      const cork = corkPerTurn(request.raw.socket);
       const send = (message: unknown): void => {
         if (socket.bufferedAmount > options.clientBufferBytes) {
           socket.close(1013, 'too slow');
           return;
         }
+        cork();
         socket.send(JSON.stringify(message));
       };
       const begin = (granted: Scope): void => {
