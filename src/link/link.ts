@@ -144,10 +144,14 @@ export class Link {
     return this.#ws.bufferedAmount > this.#options.sendBufferBytes;
   }
 
-  /** Seals and sends one message; false when the link is not up. */
-  send(message: LinkMessage): boolean {
+  /**
+   * Seals and sends one message, or one already encoded by `encodeMessage` (a message for many
+   * links is encoded once); false when the link is not up.
+   */
+  send(message: LinkMessage | Buffer): boolean {
     if (this.#phase.name !== 'up') return false;
-    const frame = this.#phase.sealer.seal(encodeMessage(message));
+    const plaintext = Buffer.isBuffer(message) ? message : encodeMessage(message);
+    const frame = this.#phase.sealer.seal(plaintext);
     this.#ws.send(frame);
     this.#count('tx', frame.length);
     return true;

@@ -372,7 +372,7 @@ export class Mesh {
   }
 
   /** Sends a message on the direct link to `peerId`; false when there is none. */
-  send(peerId: string, message: LinkMessage): boolean {
+  send(peerId: string, message: LinkMessage | Buffer): boolean {
     return this.#direct.get(peerId)?.send(message) ?? false;
   }
 

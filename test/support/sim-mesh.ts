@@ -21,7 +21,7 @@
  */
 
 import type { Cancel, Clock, Random } from '../../src/clock.ts';
-import type { LinkMessage } from '../../src/link/messages.ts';
+import { type LinkMessage, parseMessage } from '../../src/link/messages.ts';
 import type { MeshApplication } from '../../src/mesh/mesh.ts';
 import type { MeshPort } from '../../src/replication/replicator.ts';
 import { FAKE_EPOCH, seededRandom } from './fake-clock.ts';
@@ -376,9 +376,11 @@ export class SimMesh {
     return out;
   }
 
-  #send(from: string, to: string, message: LinkMessage): boolean {
+  #send(from: string, to: string, sent: LinkMessage | Buffer): boolean {
     const link = this.#links.get(linkKey(from, to));
     if (!link?.up || from === to) return false;
+    // A pre-encoded message is decoded and checked as a real link's receiver would.
+    const message = Buffer.isBuffer(sent) ? decoded(sent) : sent;
     const type = message.t;
     this.stats.sent[type] = (this.stats.sent[type] ?? 0) + 1;
     const direction = `${from}>${to}`;
@@ -453,4 +455,10 @@ export class SimMesh {
 
 function linkKey(a: string, b: string): string {
   return a < b ? `${a}|${b}` : `${b}|${a}`;
+}
+
+function decoded(plaintext: Buffer): LinkMessage {
+  const parsed = parseMessage(plaintext);
+  if (!parsed.ok) throw new Error(`sim mesh: an encoded message failed to parse (${parsed.reason})`);
+  return parsed.message;
 }
