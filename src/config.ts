@@ -63,6 +63,8 @@ export const ConfigSchema = Type.Object(
     forwardTimeoutMs: Ms(10),
     maxPendingWrites: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
     replicationBatchOps: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    replicationBatchMs: Type.Integer({ minimum: 0, maximum: 1000 }),
+    replicaCommitMs: Type.Integer({ minimum: 0, maximum: 10_000 }),
     maxPendingOps: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
     antiEntropyIntervalMs: Ms(100),
     opLogKeep: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
@@ -194,6 +196,15 @@ export const DEFAULTS: Config = {
   maxPendingWrites: 10_000,
   /** Ops per replication message. Larger batches mean fewer frames under load and bigger ones. */
   replicationBatchOps: 1000,
+  /** After sending ops, a peer waits this many milliseconds before it sends more, so ops
+   * committed meanwhile travel together: under load each frame, each replica's commit and each
+   * event write carries many writes instead of one. A write after a quiet spell leaves at once;
+   * 0 sends every commit on its own. */
+  replicationBatchMs: 2,
+  /** Ops replicated from other servers are applied, shown and passed on at once, but committed
+   * to disk together this many milliseconds later: a commit costs more than the ops in it. A
+   * crash loses at most these, which the mesh still has and sends again. 0 commits each batch. */
+  replicaCommitMs: 20,
   /** Ops that arrived ahead of a missing earlier op of their owner and wait for it, at most;
    * beyond this they are dropped and fetched again later. */
   maxPendingOps: 100_000,

@@ -165,6 +165,8 @@ export class Peer {
         forwardTimeoutMs: config.forwardTimeoutMs,
         maxPendingWrites: config.maxPendingWrites,
         batchOps: config.replicationBatchOps,
+        batchMs: config.replicationBatchMs,
+        replicaCommitMs: config.replicaCommitMs,
         maxPendingOps: config.maxPendingOps,
         antiEntropyIntervalMs: config.antiEntropyIntervalMs,
         localSync: config.storeSync === 'full' ? 'FULL' : 'NORMAL',

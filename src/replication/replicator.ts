@@ -34,7 +34,7 @@ import { randomUUID } from 'node:crypto';
 import type { Clock, HybridClock } from '../clock.ts';
 import { ERRORS, type ErrorCode, ShoalError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
-import type { LinkMessage, WriteRequest } from '../link/messages.ts';
+import { encodeMessage, type LinkMessage, type WriteRequest } from '../link/messages.ts';
 import type { Logger } from '../log.ts';
 import type { MeshApplication } from '../mesh/mesh.ts';
 import type { Metrics } from '../metrics.ts';
@@ -57,7 +57,8 @@ import {
 
 /** What replication needs of the mesh. */
 export interface MeshPort {
-  send(peerId: string, message: LinkMessage): boolean;
+  /** Sends a message, or one already encoded with `encodeMessage`. */
+  send(peerId: string, message: LinkMessage | Buffer): boolean;
   congested(peerId: string): boolean;
   directPeers(): string[];
   nextHop(peerId: string): string | undefined;
@@ -82,6 +83,10 @@ export interface ReplicatorOptions {
   maxPendingWrites: number;
   /** Ops per `ops` message. */
   batchOps: number;
+  /** The least time between two flushes (Config.replicationBatchMs). */
+  batchMs: number;
+  /** How long replicated ops may wait for their commit (Config.replicaCommitMs). */
+  replicaCommitMs: number;
   /** Ops held back waiting for an earlier one of their owner, at most. */
   maxPendingOps: number;
   antiEntropyIntervalMs: number;
@@ -129,6 +134,9 @@ export class Replicator implements MeshApplication {
   readonly #recentOps = new Map<string, Op[]>();
   #commitScheduled = false;
   #flushScheduled = false;
+  #replicaCommitTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the last flush ran (clock ms). */
+  #lastFlushAt = Number.NEGATIVE_INFINITY;
   #lagTimer: ReturnType<typeof setTimeout> | undefined;
   #antiEntropyTimer: ReturnType<typeof setInterval> | undefined;
   #routesTimer: ReturnType<typeof setTimeout> | undefined;
@@ -152,6 +160,7 @@ export class Replicator implements MeshApplication {
     this.#deps = deps;
     this.#options = options;
     for (const [owner, seq] of Object.entries(deps.store.versionVector())) this.#vv.set(owner, seq);
+    deps.store.onPendingLost = (err) => this.#forgetUncommitted(err);
     const m = deps.metrics;
     m.gauge(
       'shoal_replication_applied_seq',
@@ -189,6 +198,9 @@ export class Replicator implements MeshApplication {
 
   stop(): void {
     this.#running = false;
+    clearTimeout(this.#replicaCommitTimer);
+    this.#replicaCommitTimer = undefined;
+    this.#deps.store.commitPending();
     clearInterval(this.#antiEntropyTimer);
     clearTimeout(this.#lagTimer);
     clearTimeout(this.#routesTimer);
@@ -484,18 +496,29 @@ export class Replicator implements MeshApplication {
 
   // --- Propagation --------------------------------------------------------------------------
 
+  /**
+   * Flushes at once when the last flush is `batchMs` ago, else when it will be: a lone write
+   * leaves without delay, and a stream of them leaves in batches of what `batchMs` gathers.
+   * (A wall clock set back does not hold flushes: the wait is never more than `batchMs`.)
+   */
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    setImmediate(() => this.#flush());
+    const { batchMs } = this.#options;
+    const wait = Math.min(batchMs, this.#lastFlushAt + batchMs - this.#deps.clock.now());
+    if (wait <= 0) setImmediate(() => this.#flush());
+    else setTimeout(() => this.#flush(), wait);
   }
 
   /** Sends every direct peer what it lacks and should get from us, a batch per owner at a time. */
   #flush(): void {
     this.#flushScheduled = false;
     if (!this.#running) return;
+    this.#lastFlushAt = this.#deps.clock.now();
     const { mesh, store } = this.#deps;
     let lagging = false;
+    // Peers mostly lack the same ops: each batch is read and encoded once, then sealed per link.
+    const batches = new Map<string, { last: number; message: Buffer }>();
     for (const [peer, cursors] of this.#cursors) {
       if (!cursors) continue;
       for (const [owner, applied] of this.#vv) {
@@ -511,11 +534,17 @@ export class Replicator implements MeshApplication {
           cursors.set(owner, applied);
           continue;
         }
-        const ops = this.#opsAfter(owner, have);
-        if (ops.length === 0) continue;
-        if (!mesh.send(peer, { t: 'ops', ops })) break;
-        cursors.set(owner, ops[ops.length - 1]!.seq);
-        if (ops[ops.length - 1]!.seq < applied) lagging = true;
+        const key = `${owner}/${have}`;
+        let batch = batches.get(key);
+        if (!batch) {
+          const ops = this.#opsAfter(owner, have);
+          if (ops.length === 0) continue;
+          batch = { last: ops[ops.length - 1]!.seq, message: encodeMessage({ t: 'ops', ops }) };
+          batches.set(key, batch);
+        }
+        if (!mesh.send(peer, batch.message)) break;
+        cursors.set(owner, batch.last);
+        if (batch.last < applied) lagging = true;
       }
     }
     if (lagging && !this.#lagTimer) {
@@ -594,7 +623,7 @@ export class Replicator implements MeshApplication {
     const { store, hlc } = this.#deps;
     const applied: Op[] = [];
     let gap = false;
-    store.transaction('NORMAL', () => {
+    store.applyPending(() => {
       for (const op of ops) {
         this.#heard(op.owner, op.seq);
         hlc.receive(op.hlc);
@@ -610,8 +639,34 @@ export class Replicator implements MeshApplication {
       }
     });
     if (applied.length > 0) this.#deps.metrics.opsApplied.inc({ source: 'remote' }, applied.length);
+    this.#commitSoon();
     if (gap) this.#requestGap(from);
     this.#afterApply(applied);
+  }
+
+  /**
+   * Replicated ops are committed together, `replicaCommitMs` after the first of them was applied
+   * (they are visible here, sent on and evented at once). A crash before that loses only what
+   * the mesh still has; the version vector read back at the restart fetches it again.
+   */
+  #commitSoon(): void {
+    if (this.#options.replicaCommitMs === 0) {
+      this.#deps.store.commitPending();
+      return;
+    }
+    this.#replicaCommitTimer ??= setTimeout(() => {
+      this.#replicaCommitTimer = undefined;
+      this.#deps.store.commitPending();
+    }, this.#options.replicaCommitMs);
+  }
+
+  /** The commit of replicated ops failed and they were rolled back: forget them, fetch again. */
+  #forgetUncommitted(err: Error): void {
+    this.#deps.log.error({ err }, 'commit of replicated ops failed; fetching them again');
+    this.#vv.clear();
+    for (const [owner, seq] of Object.entries(this.#deps.store.versionVector())) this.#vv.set(owner, seq);
+    this.#recentOps.clear();
+    this.#swapVectors();
   }
 
   #heard(owner: string, seq: number): void {

@@ -13,7 +13,9 @@
  *
  * Durability: local writes commit with `synchronous=FULL` (fsync before the API answers);
  * replicated ops may commit with `synchronous=NORMAL`, since a replica that loses its last
- * replicated ops in a power cut simply fetches them again from the mesh.
+ * replicated ops in a power cut simply fetches them again from the mesh. For the same reason
+ * replicated ops may be applied in a transaction left open (`applyPending`) and committed
+ * together a little later (`commitPending`): a commit costs more than applying a few ops.
  */
 
 import { mkdirSync } from 'node:fs';
@@ -96,6 +98,12 @@ export class Store {
   #sync: 'FULL' | 'NORMAL' = 'FULL';
   /** `owners` rows, cached: read on every op applied and every send decision. */
   readonly #owners = new Map<string, { applied: number; logFloor: number }>();
+  /** Owners whose `applied` changed in the running transaction, their rows not yet written. */
+  readonly #dirtyOwners = new Set<string>();
+  /** True while a transaction opened by `applyPending` waits for `commitPending`. */
+  #pending = false;
+  /** Told when ops applied by `applyPending` were rolled back because their commit failed. */
+  onPendingLost: ((err: Error) => void) | undefined;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -114,7 +122,7 @@ export class Store {
       node: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE id = ?'),
       upsertNode: db.prepare(
         `INSERT INTO nodes (id, type, parent, owner, name, meta, value, hlc, version, deleted)
-         VALUES (@id, @type, @parent, @owner, @name, @meta, @value, @hlc, @version, @deleted)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET type = excluded.type, parent = excluded.parent, owner = excluded.owner,
            name = excluded.name, meta = excluded.meta, value = excluded.value, hlc = excluded.hlc,
            version = excluded.version, deleted = excluded.deleted`,
@@ -156,6 +164,7 @@ export class Store {
 
   #loadOwners(): void {
     this.#owners.clear();
+    this.#dirtyOwners.clear();
     for (const r of this.#sql.owners.all())
       this.#owners.set(r.owner, { applied: r.applied, logFloor: r.log_floor });
   }
@@ -166,21 +175,84 @@ export class Store {
   }
 
   close(): void {
-    if (this.#db.open) this.#db.close();
+    if (!this.#db.open) return;
+    this.commitPending();
+    this.#db.close();
   }
 
   /** Runs `fn` in one transaction; `sync` says how durable its commit is (see the module comment). */
   transaction<T>(sync: 'FULL' | 'NORMAL', fn: () => T): T {
-    if (sync !== this.#sync) {
-      this.#db.pragma(`synchronous = ${sync}`);
-      this.#sync = sync;
-    }
+    this.commitPending();
+    this.#setSync(sync);
     try {
-      return this.#db.transaction(fn)();
+      return this.#db.transaction(() => this.#withOwners(fn))();
     } catch (err) {
       this.#loadOwners(); // Rolled back: the cache must forget what the transaction did.
       throw err;
     }
+  }
+
+  /** Runs `fn`, then writes the owners rows its ops changed (inside the same transaction). */
+  #withOwners<T>(fn: () => T): T {
+    const result = fn();
+    for (const owner of this.#dirtyOwners) {
+      const { applied, logFloor } = this.#owners.get(owner)!;
+      this.#sql.setApplied.run(owner, applied, logFloor);
+    }
+    this.#dirtyOwners.clear();
+    return result;
+  }
+
+  /**
+   * Runs `fn` inside a transaction that stays open for more, to be committed (NORMAL) by
+   * `commitPending`, or before any other transaction. Atomic all the same: when `fn` throws, its
+   * own changes are rolled back (a savepoint) and what was pending before stays pending.
+   */
+  applyPending<T>(fn: () => T): T {
+    if (!this.#pending) {
+      this.#setSync('NORMAL');
+      this.#db.exec('BEGIN');
+      this.#pending = true;
+    }
+    try {
+      return this.#db.transaction(() => this.#withOwners(fn))(); // Inside BEGIN: a savepoint.
+    } catch (err) {
+      this.#loadOwners();
+      throw err;
+    }
+  }
+
+  /**
+   * Commits what `applyPending` left open; false when the commit failed (a full disk): then
+   * everything pending was rolled back, and `onPendingLost` told, so that whoever applied those
+   * ops forgets them too and fetches them again.
+   */
+  commitPending(): boolean {
+    if (!this.#pending) return true;
+    this.#pending = false;
+    try {
+      this.#db.exec('COMMIT');
+      return true;
+    } catch (err) {
+      if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      this.#loadOwners();
+      this.onPendingLost?.(err as Error);
+      return false;
+    }
+  }
+
+  /** Drops what `applyPending` left open, as a crash would (tests model crashes with it). */
+  discardPending(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
+    this.#db.exec('ROLLBACK');
+    this.#loadOwners();
+  }
+
+  #setSync(sync: 'FULL' | 'NORMAL'): void {
+    if (sync === this.#sync) return;
+    this.#db.pragma(`synchronous = ${sync}`);
+    this.#sync = sync;
   }
 
   node(id: string): StoredNode | undefined {
@@ -245,28 +317,32 @@ export class Store {
   }
 
   /**
-   * Applies one op (inside a transaction): stores it in the log and the node state it carries.
+   * Applies one op (in the caller's transaction, else in one of its own): stores it in the log and the node state it carries.
    * 'duplicate' when it was applied before, 'gap' when an earlier op of its owner is missing.
    */
   applyOp(op: Op): ApplyResult {
     const { applied, logFloor } = this.ownerState(op.owner);
     if (op.seq <= applied) return 'duplicate';
     if (op.seq !== applied + 1) return 'gap';
+    // The owners row is written at the end of a transaction: an op on its own gets one.
+    if (!this.#db.inTransaction) return this.transaction('FULL', () => this.applyOp(op));
     this.#sql.insertOp.run(op.owner, op.seq, JSON.stringify(op));
-    this.#setOwner(op.owner, op.seq, logFloor);
+    // The owners row is written once per transaction (#writeOwners), not once per op.
+    this.#owners.set(op.owner, { applied: op.seq, logFloor });
+    this.#dirtyOwners.add(op.owner);
     const n = op.node;
-    this.#sql.upsertNode.run({
-      id: n.id,
-      type: n.type,
-      parent: n.parent,
-      owner: op.owner,
-      name: n.name,
-      meta: JSON.stringify(n.meta),
-      value: n.value === undefined ? null : JSON.stringify(n.value),
-      hlc: op.hlc,
-      version: op.seq,
-      deleted: op.kind === 'delete' ? 1 : 0,
-    });
+    this.#sql.upsertNode.run(
+      n.id,
+      n.type,
+      n.parent,
+      op.owner,
+      n.name,
+      JSON.stringify(n.meta),
+      n.value === undefined ? null : JSON.stringify(n.value),
+      op.hlc,
+      op.seq,
+      op.kind === 'delete' ? 1 : 0,
+    );
     // A value given at creation is a reading too.
     if ((op.kind === 'value' || (op.kind === 'create' && n.value !== undefined)) && n.type === 'DataPoint') {
       this.#sql.insertPoint.run(n.id, decodeHlc(op.hlc)?.wall ?? 0, JSON.stringify(n.value ?? null));
@@ -292,18 +368,18 @@ export class Store {
     this.#sql.deleteOwnerNodes.run(owner);
     this.#sql.deleteOwnerOps.run(owner);
     for (const n of nodes) {
-      this.#sql.upsertNode.run({
-        id: n.id,
-        type: n.type,
-        parent: n.parent,
+      this.#sql.upsertNode.run(
+        n.id,
+        n.type,
+        n.parent,
         owner,
-        name: n.name,
-        meta: JSON.stringify(n.meta),
-        value: n.value === undefined ? null : JSON.stringify(n.value),
-        hlc: n.hlc,
-        version: n.version,
-        deleted: 0,
-      });
+        n.name,
+        JSON.stringify(n.meta),
+        n.value === undefined ? null : JSON.stringify(n.value),
+        n.hlc,
+        n.version,
+        0,
+      );
     }
     this.#setOwner(owner, seq, seq + 1);
   }

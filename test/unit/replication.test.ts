@@ -70,8 +70,11 @@ interface Cluster {
   /** A fresh node id (deterministic, so a failing run replays exactly). */
   newId(): string;
   healAll(): void;
-  /** Stops peer i's replication and starts it again on the same store, relinking what was linked. */
-  restart(i: number): void;
+  /**
+   * Stops peer i's replication and starts it again on the same store, relinking what was linked.
+   * A crash loses the replicated ops not yet committed; a clean stop commits them.
+   */
+  restart(i: number, crash?: boolean): void;
   close(): void;
 }
 
@@ -79,6 +82,10 @@ const DEFAULT_OPTIONS: ReplicatorOptions = {
   forwardTimeoutMs: 300,
   maxPendingWrites: 10_000,
   batchOps: 3,
+  // Batching on: flushes of a busy peer are gathered, as with the default settings.
+  batchMs: 1,
+  // As by default: replicated ops are committed a little after they are applied.
+  replicaCommitMs: 20,
   maxPendingOps: 1000,
   antiEntropyIntervalMs: 60_000,
   localSync: 'NORMAL',
@@ -107,10 +114,11 @@ async function startCluster(
     healAll: () => {
       for (const [a, b] of links) net.connect(peers[a]!.id, peers[b]!.id);
     },
-    restart: (i) => {
+    restart: (i, crash = false) => {
       const peer = peers[i]!;
       const linked = net.neighbours(peer.id);
       for (const other of linked) net.disconnect(peer.id, other);
+      if (crash) peer.store.discardPending();
       peer.replicator.stop();
       boot(net, peer, peers, { ...DEFAULT_OPTIONS, ...options });
       for (const other of linked) net.connect(peer.id, other);
@@ -248,7 +256,7 @@ type Step =
   | { t: 'run'; ms: number }
   /** What Peer.#maintain does: compact the log, collect tombstones, sweep orphans. */
   | { t: 'maintain'; at: number; keep: number; ttlMs: number }
-  | { t: 'restart'; at: number };
+  | { t: 'restart'; at: number; crash: boolean };
 
 const peerIndex = fc.nat({ max: 5 });
 const pick = fc.nat({ max: 1000 });
@@ -294,7 +302,10 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       ttlMs: fc.integer({ min: 0, max: 300 }),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('restart' as const), at: peerIndex }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant('restart' as const), at: peerIndex, crash: fc.boolean() }),
+  },
 );
 
 /**
@@ -417,7 +428,7 @@ async function runSteps(c: Cluster, steps: Step[]): Promise<Tracked[]> {
         break;
       }
       case 'restart':
-        c.restart(s.at % peers.length);
+        c.restart(s.at % peers.length, s.crash);
         break;
     }
     if (started && 'wait' in s && s.wait) {

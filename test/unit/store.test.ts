@@ -161,6 +161,48 @@ describe('Store: applying ops', () => {
     assert.deepEqual(store.opsAfter(OWNER_A, 0, 10), []);
     store.close();
   });
+
+  test('applyPending: visible at once, on disk only after commitPending or another transaction', () => {
+    const file = tempFile();
+    const store = new Store(file);
+    const onDisk = (): Record<string, number> => {
+      const other = new Store(file);
+      const vv = other.versionVector();
+      other.close();
+      return vv;
+    };
+    store.applyPending(() => store.applyOp(op(OWNER_A, 1, 'create', state(nid(1), null))));
+    store.applyPending(() => store.applyOp(op(OWNER_A, 2, 'update', state(nid(1), null, { name: 'b' }))));
+    assert.equal(store.node(nid(1))?.name, 'b');
+    assert.deepEqual(onDisk(), {});
+    assert.equal(store.commitPending(), true);
+    assert.deepEqual(onDisk(), { [OWNER_A]: 2 });
+
+    store.applyPending(() => store.applyOp(op(OWNER_B, 1, 'create', state(nid(2), null))));
+    store.transaction('FULL', () => store.applyOp(op(OWNER_A, 3, 'value', state(nid(1), null))));
+    assert.deepEqual(onDisk(), { [OWNER_A]: 3, [OWNER_B]: 1 });
+    store.close();
+  });
+
+  test('applyPending: a throw undoes only its own ops; a crash (discardPending) loses the pending', () => {
+    const store = new Store(':memory:');
+    store.applyPending(() => store.applyOp(op(OWNER_A, 1, 'create', state(nid(1), null))));
+    assert.throws(
+      () =>
+        store.applyPending(() => {
+          store.applyOp(op(OWNER_A, 2, 'update', state(nid(1), null, { name: 'lost' })));
+          throw new Error('boom');
+        }),
+      /boom/,
+    );
+    assert.equal(store.node(nid(1))?.name, state(nid(1), null).name);
+    assert.deepEqual(store.versionVector(), { [OWNER_A]: 1 });
+    store.discardPending();
+    assert.equal(store.node(nid(1)), undefined);
+    assert.deepEqual(store.versionVector(), {});
+    assert.equal(store.commitPending(), true, 'nothing left to commit');
+    store.close();
+  });
 });
 
 describe('Store: the visible tree', () => {
