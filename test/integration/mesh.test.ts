@@ -4,6 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { cpSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { testDefaults } from '../../src/config.ts';
 import { fullMesh, stateOf, TestCluster, waitFor } from '../support/cluster.ts';
@@ -122,10 +123,14 @@ describe('restarts and forgetting', () => {
     const old = await cluster.start({ name: 'b' });
     await waitFor('a and b linked', () => fullMesh([a, old]));
     // Freeze the old process, so its link to a stays open but silent, and start the same server
-    // (same data directory, same id) again before a's failure timeout could notice.
+    // (its data directory, so the same id) again before a's failure timeout could notice. The
+    // frozen process may hold its database's write lock (replicated ops wait a few ms for their
+    // commit), so the new one runs on a copy of the directory: same id, next generation.
     old.child.kill('SIGSTOP');
     const t0 = Date.now();
-    const again = await cluster.start({ name: 'b', dataDir: old.dataDir });
+    const copy = `${old.dataDir}-again`;
+    cpSync(old.dataDir, copy, { recursive: true });
+    const again = await cluster.start({ name: 'b', dataDir: copy });
     assert.equal(again.id, old.id);
     try {
       await waitFor(
