@@ -132,12 +132,19 @@ export class Mesh {
       this.#housekeeping = this.#deps.clock.setTimer(tick, HOUSEKEEPING_MS);
     };
     tick();
-    // One timer pings every link at once: an idle peer wakes once per interval, not once per link.
+    // One timer pings every link at once, and on the wall clock's beat (whole multiples of the
+    // interval), so the peers of a LAN, whose clocks agree to a few ms, all ping together: a
+    // peer then wakes about once per interval for its pings, its pongs and the others' pings,
+    // not once per link.
+    const interval = this.#options.heartbeatIntervalMs;
+    const arm = (): void => {
+      this.#heartbeat = this.#deps.clock.setTimer(beat, interval - (this.#deps.clock.now() % interval));
+    };
     const beat = (): void => {
       for (const link of this.#links) link.heartbeat();
-      this.#heartbeat = this.#deps.clock.setTimer(beat, this.#options.heartbeatIntervalMs);
+      arm();
     };
-    this.#heartbeat = this.#deps.clock.setTimer(beat, this.#options.heartbeatIntervalMs);
+    arm();
   }
 
   /** Leaves the mesh: tells every linked peer (bye with a final record), then closes all links. */
