@@ -50,6 +50,7 @@ interface Plan {
   failureMesh: number;
   failureReps: number;
   idlePeers: number;
+  /** Idle measurement: how long a formed mesh settles (startup compilation and garbage done) first. */
   settleMs: number;
   windowMs: number;
   replication: ReplicationPlan;
@@ -68,7 +69,7 @@ const FULL: Plan = {
   failureMesh: 5,
   failureReps: 5,
   idlePeers: 10,
-  settleMs: 5000,
+  settleMs: 15_000,
   windowMs: 10_000,
   replication: {
     sizes: [3, 10],
