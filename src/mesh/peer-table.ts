@@ -120,6 +120,7 @@ export class PeerTable {
   readonly #selfId: string;
   readonly #options: PeerTableOptions;
   readonly #entries = new Map<string, Entry>();
+  #version = 0;
   readonly #statics = new Map<string, StaticTarget>();
   /** Forgotten peers and the version of the last record seen of them. */
   readonly #forgotten = new Map<string, { generation: number; seq: number }>();
@@ -350,8 +351,17 @@ export class PeerTable {
     entry.addresses = (first ? [address, ...rest] : [...rest, address]).slice(0, MAX_ADDRESSES);
   }
 
+  /**
+   * Goes up whenever anything the table holds may have changed (a record, a link, a beacon that
+   * said something new): who is linked to whom can be cached until it moves.
+   */
+  get version(): number {
+    return this.#version;
+  }
+
   /** Recomputes states and routes, and tells listeners about every peer that changed. */
   #refresh(): void {
+    this.#version++;
     const now = this.#clock.now();
     const records = new Map<string, PeerRecord>();
     for (const e of this.#entries.values()) if (e.record) records.set(e.id, e.record);
