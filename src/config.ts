@@ -38,6 +38,7 @@ export const ConfigSchema = Type.Object(
     peers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9._-]+):[0-9]{1,5}$' })),
     logLevel: LogLevel,
     beaconIntervalMs: Ms(50),
+    beaconSettledIntervalMs: Ms(50),
     beaconJitter: Fraction,
     beaconClockWindowMs: Ms(1000),
     beaconRatePerSecond: Type.Number({ minimum: 0.1, maximum: 10000 }),
@@ -121,6 +122,11 @@ export const DEFAULTS: Config = {
    * once, so this bounds how long a missed start beacon delays discovery. Lower costs one small
    * datagram per interface per interval. */
   beaconIntervalMs: 2000,
+  /** The time between beacons while every peer this one knows is connected (directly or through
+   * others) or has left: then there is nothing to find but another mesh on the same LAN, and
+   * each beacon costs every peer that hears it. A peer going missing or a new one appearing
+   * brings back `beaconIntervalMs` at once; newcomers beacon at start and are answered anyway. */
+  beaconSettledIntervalMs: 20_000,
   /** Each interval is shortened or lengthened by up to this fraction at random, so peers started
    * together do not beacon in lock step. */
   beaconJitter: 0.25,
@@ -246,6 +252,7 @@ export function testDefaults(): Partial<Config> {
     port: 0,
     beaconTargets: ['127.255.255.255'],
     beaconIntervalMs: 500,
+    beaconSettledIntervalMs: 2000,
     heartbeatIntervalMs: 100,
     failureTimeoutMs: 600,
     dialGraceMs: 200,

@@ -294,12 +294,14 @@ export class Peer {
           name: config.name,
           version: VERSION,
         }),
+        settled: () => mesh.table.settled(),
         isKnown: (id, generation) => mesh.table.knows(id, generation),
         onBeacon: (beacon) => mesh.heardBeacon(beacon),
       },
       {
         beaconPort: config.beaconPort,
         intervalMs: config.beaconIntervalMs,
+        settledIntervalMs: config.beaconSettledIntervalMs,
         jitter: config.beaconJitter,
         clockWindowMs: config.beaconClockWindowMs,
         ratePerSecond: config.beaconRatePerSecond,
@@ -309,6 +311,8 @@ export class Peer {
         acceptSource: (address) => !loopback || isLoopback(address),
       },
     );
+    // A peer going missing (or a new one) ends a settled mesh's slow beacons at once.
+    mesh.table.onChange(() => this.#discovery?.unsettled());
     replicator.start();
     await this.#publishServerNode();
     engine.start();

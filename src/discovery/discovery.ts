@@ -3,7 +3,8 @@
  * a DatagramTransport carries the bytes.
  *
  * Protocol: a peer beacons `hello` at start and then every `intervalMs` (± jitter) to every
- * target; a `hello` from a sender not yet known (by id and generation) is answered at once with a
+ * target, or every `settledIntervalMs` while it is settled (every peer it knows is connected: there
+ * is nothing to find but another mesh on the LAN); a `hello` from a sender not yet known (by id and generation) is answered at once with a
  * unicast `reply`, so two peers learn of each other within one round trip of either starting; a
  * peer that stops beacons `bye`. A datagram is believed only if, in this order: its source is
  * acceptable, the source is within its rate, it decodes (size, magic, version, cluster tag, MAC),
@@ -51,6 +52,8 @@ export interface DiscoveryDeps {
   metrics: Pick<Metrics, 'beaconsSent' | 'beaconsReceived' | 'beaconsRejected'>;
   log: Logger;
   self: () => BeaconSelf;
+  /** True when there is nothing to look for (see the module comment). */
+  settled: () => boolean;
   /** True when the sender, at this generation, is already known (no reply needed). */
   isKnown: (id: string, generation: number) => boolean;
   onBeacon: (beacon: HeardBeacon) => void;
@@ -59,6 +62,8 @@ export interface DiscoveryDeps {
 export interface DiscoveryOptions {
   beaconPort: number;
   intervalMs: number;
+  /** The interval while settled. */
+  settledIntervalMs: number;
   jitter: number;
   clockWindowMs: number;
   ratePerSecond: number;
@@ -77,6 +82,8 @@ export class Discovery {
   readonly #rates: RateLimiter;
   readonly #debug: ThrottledLog;
   #timer: Cancel | undefined;
+  /** True when the next beacon is due on the settled interval. */
+  #slow = false;
   #running = false;
 
   constructor(deps: DiscoveryDeps, options: DiscoveryOptions) {
@@ -97,10 +104,24 @@ export class Discovery {
   /** Sends a `hello` now and restarts the interval; used at start and when the peer changes. */
   announce(): void {
     if (!this.#running) return;
-    this.#timer?.();
     this.#broadcast('hello');
-    const { intervalMs, jitter } = this.#options;
-    const delay = intervalMs * (1 - jitter + 2 * jitter * this.#deps.random());
+    this.#schedule();
+  }
+
+  /**
+   * Brings the next beacon forward to the normal interval when it was due on the settled one
+   * and the peer is no longer settled (a peer went missing, or a new one appeared).
+   */
+  unsettled(): void {
+    if (this.#running && this.#slow && !this.#deps.settled()) this.#schedule();
+  }
+
+  #schedule(): void {
+    this.#timer?.();
+    const { intervalMs, settledIntervalMs, jitter } = this.#options;
+    this.#slow = this.#deps.settled();
+    const base = this.#slow ? Math.max(intervalMs, settledIntervalMs) : intervalMs;
+    const delay = base * (1 - jitter + 2 * jitter * this.#deps.random());
     this.#timer = this.#deps.clock.setTimer(() => this.announce(), delay);
   }
 

@@ -165,6 +165,20 @@ export class PeerTable {
     return [...this.#entries.values()].flatMap((e) => (e.record ? [e.record] : []));
   }
 
+  /**
+   * True when there is nothing to look for: some peer is connected, and every peer the table
+   * knows is connected (directly or through others) or has said goodbye. A peer alone, or one
+   * whose peer vanished without a word, is not settled.
+   */
+  settled(): boolean {
+    let connected = false;
+    for (const entry of this.#entries.values()) {
+      if (entry.state === 'connected') connected = true;
+      else if (!entry.left) return false;
+    }
+    return connected;
+  }
+
   /** True when the peer is known at this generation (no need to answer its beacon). */
   knows(id: string, generation: number): boolean {
     const entry = this.#entries.get(id);

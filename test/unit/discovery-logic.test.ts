@@ -40,6 +40,7 @@ const SAME_TAG_OTHER_KEY: BeaconKeys = { tag: KEYS.tag, beaconKey: Buffer.alloc(
 const BASE_OPTIONS: DiscoveryOptions = {
   beaconPort: PORT,
   intervalMs: 1000,
+  settledIntervalMs: 10_000,
   jitter: 0.25,
   clockWindowMs: 60_000,
   ratePerSecond: 20,
@@ -57,6 +58,8 @@ interface TestPeer {
   heard: HeardBeacon[];
   /** Ids isKnown answers true for. */
   known: Set<string>;
+  /** What `settled` answers. */
+  settled: { value: boolean };
   /** A counter's value, summed over series matching `labels`. */
   count(name: 'sent' | 'received' | 'rejected', labels?: Record<string, string>): Promise<number>;
 }
@@ -93,6 +96,7 @@ class Lan {
     };
     const heard: HeardBeacon[] = [];
     const known = new Set<string>();
+    const settled = { value: false };
     const discovery = new Discovery(
       {
         transport: endpoint,
@@ -102,6 +106,7 @@ class Lan {
         metrics,
         log: pino({ level: 'silent' }),
         self: () => self,
+        settled: () => settled.value,
         isKnown: (id) => known.has(id),
         onBeacon: (beacon) => heard.push(beacon),
       },
@@ -109,7 +114,7 @@ class Lan {
     );
     const count = async (name: keyof typeof METRIC, labels: Record<string, string> = {}) =>
       sample(await metrics.text(), METRIC[name], labels);
-    return { discovery, metrics, self, endpoint, heard, known, count };
+    return { discovery, metrics, self, endpoint, heard, known, settled, count };
   }
 
   /** A bare endpoint that records what reaches it, to send made-up beacons and to listen. */
@@ -216,6 +221,31 @@ describe('Discovery: what is sent', () => {
     assert.equal(beaconsAt(sniffer, 'hello').length, 2, 'the old timer was cancelled');
     net.clock.advance(1);
     assert.equal(beaconsAt(sniffer, 'hello').length, 3);
+    await a.discovery.stop();
+  });
+
+  test('while settled, hellos repeat on the settled interval; unsettled() brings the next one forward', async () => {
+    const net = new Lan();
+    const sniffer = await net.raw('10.0.0.99');
+    const a = net.peer('10.0.0.1', { random: scriptedRandom(0.5) });
+    a.settled.value = true;
+    await a.discovery.start();
+    net.clock.advance(9999);
+    assert.equal(beaconsAt(sniffer, 'hello').length, 1, 'settled: nothing within 10 s');
+    net.clock.advance(1);
+    assert.equal(beaconsAt(sniffer, 'hello').length, 2, 'settled: the next at 10 s');
+    net.clock.advance(300);
+    a.discovery.unsettled();
+    net.clock.advance(999);
+    assert.equal(beaconsAt(sniffer, 'hello').length, 2, 'still settled: unsettled() changes nothing');
+    a.settled.value = false;
+    a.discovery.unsettled();
+    net.clock.advance(999);
+    assert.equal(beaconsAt(sniffer, 'hello').length, 2);
+    net.clock.advance(1);
+    assert.equal(beaconsAt(sniffer, 'hello').length, 3, 'one normal interval after it became unsettled');
+    net.clock.advance(1000);
+    assert.equal(beaconsAt(sniffer, 'hello').length, 4, 'and on the normal interval from then on');
     await a.discovery.stop();
   });
 

@@ -629,3 +629,20 @@ describe('PeerTable: change events', () => {
     );
   });
 });
+
+describe('PeerTable: settled (when beacons may slow down)', () => {
+  test('alone: no; every known peer connected: yes; one gone silent: no; gone with a bye: yes', () => {
+    const t = setup();
+    assert.equal(t.table.settled(), false, 'a peer alone looks for company');
+    t.beacon(HIGH);
+    assert.equal(t.table.settled(), false, 'heard of, not linked yet');
+    t.table.linkUp(HIGH, 1, t.link());
+    t.beacon(LOW);
+    t.table.linkUp(LOW, 1, t.link());
+    assert.equal(t.table.settled(), true);
+    t.table.linkDown(HIGH);
+    assert.equal(t.table.settled(), false, 'a peer went missing');
+    t.beacon(HIGH, { kind: 'bye' });
+    assert.equal(t.table.settled(), true, 'a peer that said goodbye is not missed');
+  });
+});
