@@ -70,7 +70,7 @@ const FULL: Plan = {
   failureReps: 5,
   idlePeers: 10,
   settleMs: 15_000,
-  windowMs: 10_000,
+  windowMs: 30_000,
   replication: {
     sizes: [3, 10],
     rates: [
