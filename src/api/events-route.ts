@@ -61,11 +61,10 @@ export const eventRoutes: FastifyPluginAsync<EventRouteOptions> = async (app, op
     res.write(': shoal event stream\n\n');
     const cork = corkPerTurn(res);
     const unsubscribe = options.events.subscribe((event) => {
-      if (res.writableLength > options.clientBufferBytes) {
+      if (cork() && res.writableLength > options.clientBufferBytes) {
         res.destroy();
         return;
       }
-      cork();
       res.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
     });
     const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);

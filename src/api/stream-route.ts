@@ -91,11 +91,10 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       // The upgraded request's TCP socket is the WebSocket's.
       const cork = corkPerTurn(request.raw.socket);
       const send = (message: unknown): void => {
-        if (socket.bufferedAmount > options.clientBufferBytes) {
+        if (cork() && socket.bufferedAmount > options.clientBufferBytes) {
           socket.close(1013, 'too slow');
           return;
         }
-        cork();
         socket.send(JSON.stringify(message));
       };
       const begin = (granted: Scope): void => {

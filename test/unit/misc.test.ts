@@ -9,6 +9,7 @@ import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import pino from 'pino';
+import { corkPerTurn } from '../../src/api/cork.ts';
 import { NODE_FLAGS } from '../../src/cli/runtime.ts';
 import { RateLimiter } from '../../src/discovery/rate-limit.ts';
 import { ReplayCache } from '../../src/discovery/replay-cache.ts';
@@ -378,5 +379,19 @@ describe('node flags', () => {
     assert.equal(shebang, `#!/usr/bin/env -S node ${flags}`);
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
     assert.equal(pkg.scripts.demo, `node ${flags} dist/cli/main.js demo`);
+  });
+});
+
+describe('corkPerTurn', () => {
+  test('corks at the first write of a turn, uncorks after it, and says which write was first', async () => {
+    const calls: string[] = [];
+    const first = corkPerTurn({ cork: () => calls.push('cork'), uncork: () => calls.push('uncork') });
+    assert.deepEqual([first(), first(), first()], [true, false, false]);
+    assert.deepEqual(calls, ['cork']);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls, ['cork', 'uncork']);
+    assert.equal(first(), true, 'a new turn starts with a new cork');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls, ['cork', 'uncork', 'cork', 'uncork']);
   });
 });
