@@ -907,7 +907,7 @@ async function latencyAndThroughput(
     const watchers = await Promise.all(others.map((p) => StreamClient.open(p)));
     clients.push(...watchers);
     const pointId = await dataPoint(writer, 'bench-latency', peers);
-    const load = new ShoalLoad(writer, watchers, pointId);
+    let load = new ShoalLoad(writer, watchers, pointId);
     const pids = peers.map((p) => p.process.child.pid!);
     const settle = async (): Promise<void> => {
       await sleep(500);
@@ -1007,6 +1007,18 @@ async function latencyAndThroughput(
       await settle();
     }
 
+    // A fixed step beyond what the machine carries may have closed a stream (1013 too slow: the
+    // bench process, reading every peer's events, is then the slowest reader): the ramp starts on
+    // fresh streams rather than on a closed one.
+    const used = [load.writer, ...load.watchers];
+    if (used.some((c) => c.closed)) {
+      for (const c of used) c.close();
+      const fresh = await Promise.all(peers.map((p) => StreamClient.open(p)));
+      clients.push(...fresh);
+      load = new ShoalLoad(fresh[0]!, fresh.slice(1), pointId);
+      ctx.log('  (a fixed step closed a stream of the bench: the ramp uses fresh ones)');
+      await settle();
+    }
     ctx.log(`  ramp (${plan.rampStepMs / 1000} s a step):`);
     const ramped = await ramp(load, plan.rampRates, plan.rampStepMs, ctx.log, settle);
     steps.push(...ramped.steps);

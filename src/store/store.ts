@@ -223,9 +223,9 @@ export class Store {
   }
 
   /**
-   * Commits what `applyPending` left open; false when the commit failed (a full disk): then
-   * everything pending was rolled back, and `onPendingLost` told, so that whoever applied those
-   * ops forgets them too and fetches them again.
+   * Commits what `applyPending` left open (never call it from inside that `fn`); false when the
+   * commit failed (a full disk): then everything pending was rolled back, and `onPendingLost`
+   * told, so that whoever applied those ops forgets them too and fetches them again.
    */
   commitPending(): boolean {
     if (!this.#pending) return true;
@@ -317,17 +317,18 @@ export class Store {
   }
 
   /**
-   * Applies one op (in the caller's transaction, else in one of its own): stores it in the log and the node state it carries.
-   * 'duplicate' when it was applied before, 'gap' when an earlier op of its owner is missing.
+   * Applies one op (in the caller's transaction, else in one of its own): stores it in the log
+   * and the node state it carries. 'duplicate' when it was applied before, 'gap' when an earlier
+   * op of its owner is missing.
    */
   applyOp(op: Op): ApplyResult {
     const { applied, logFloor } = this.ownerState(op.owner);
     if (op.seq <= applied) return 'duplicate';
     if (op.seq !== applied + 1) return 'gap';
-    // The owners row is written at the end of a transaction: an op on its own gets one.
+    // The owners row is written once at the end of a transaction (#withOwners), not once per op:
+    // an op on its own gets a transaction of its own.
     if (!this.#db.inTransaction) return this.transaction('FULL', () => this.applyOp(op));
     this.#sql.insertOp.run(op.owner, op.seq, JSON.stringify(op));
-    // The owners row is written once per transaction (#writeOwners), not once per op.
     this.#owners.set(op.owner, { applied: op.seq, logFloor });
     this.#dirtyOwners.add(op.owner);
     const n = op.node;
