@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NODE_FLAGS } from '../src/cli/runtime.ts';
 import type { Config } from '../src/config.ts';
 import { CLI, PeerProcess, readyMessage } from '../test/support/cluster.ts';
@@ -28,7 +29,7 @@ const READY_TIMEOUT_MS = 90_000;
 /**
  * Extra Node options for every benchmark peer, for profiling a scenario, e.g.
  * `SHOAL_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` (Node refuses these in
- * NODE_OPTIONS). A profile is written when a peer exits cleanly, not when it is killed.
+ * NODE_OPTIONS). With them, `stop()` lets peers exit by themselves, so Node writes the profiles.
  */
 const EXTRA_FLAGS = (process.env.SHOAL_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
@@ -130,8 +131,22 @@ export class Fleet {
   /** Kills every process (SIGKILL also ends a SIGSTOPped one) and deletes the fleet's files. */
   async stop(): Promise<void> {
     live.delete(this);
+    if (EXTRA_FLAGS.length > 0) await this.#stopGently();
     await Promise.all(this.#processes.map((p) => p.kill()));
     rmSync(this.root, { recursive: true, force: true });
+  }
+
+  /**
+   * With extra Node options (a profile, a heap snapshot), peers first get SIGTERM and up to 10 s
+   * to exit by themselves, so that Node writes what it was asked to; the rest are then killed.
+   */
+  async #stopGently(): Promise<void> {
+    const running = this.#processes.filter((p) => p.alive);
+    for (const p of running) p.child.kill('SIGTERM');
+    const timeout = new AbortController();
+    const waited = sleep(10_000, undefined, { signal: timeout.signal }).catch(() => {});
+    await Promise.race([Promise.all(running.map((p) => p.exited)), waited]);
+    timeout.abort();
   }
 
   /** The same, synchronously, for process 'exit' where nothing can be awaited. */
