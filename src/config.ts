@@ -122,8 +122,8 @@ export const DEFAULTS: Config = {
    * once, so this bounds how long a missed start beacon delays discovery. Lower costs one small
    * datagram per interface per interval. */
   beaconIntervalMs: 2000,
-  /** The time between beacons while every peer this one knows is connected (directly or through
-   * others) or has left: then there is nothing to find but another mesh on the same LAN, and
+  /** The time between beacons while some peer is connected and every peer this one knows is
+   * connected (directly or through others) or has left: then there is nothing to find but another mesh on the same LAN, and
    * each beacon costs every peer that hears it. A peer going missing or a new one appearing
    * brings back `beaconIntervalMs` at once; newcomers beacon at start and are answered anyway. */
   beaconSettledIntervalMs: 20_000,
