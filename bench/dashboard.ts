@@ -24,9 +24,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, chromium } from 'playwright-core';
 import WebSocket from 'ws';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumMissing } from '../test/support/chromium.ts';
 import { CLI, call, fullMesh, type PeerProcess, TestCluster, waitFor } from '../test/support/cluster.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 /** Where the screenshot of the busy dashboard goes (git-ignored). */
 const RESULTS = fileURLToPath(new URL('../test-results/', import.meta.url));
 /** `--peers N` (default 25): fewer peers separate what the page costs from what the mesh can carry. */
@@ -171,10 +171,9 @@ function since(start: number): string {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(CHROMIUM)) {
-    console.error(
-      `${CHROMIUM} is missing: install Debian's chromium (scripts/install-test-deps.sh does, as root)`,
-    );
+  const missing = chromiumMissing();
+  if (missing) {
+    console.error(missing);
     process.exit(2);
   }
   if (!existsSync(CLI)) {
@@ -248,15 +247,7 @@ async function main(): Promise<void> {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1440, height: 900 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: [...CHROMIUM_ARGS],
   });
   await context.addInitScript({
     content: `localStorage.setItem('shoal.apiKey', ${JSON.stringify(viewer.apiKey)});\n${RECEIPT_CLOCK}`,

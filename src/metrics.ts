@@ -8,95 +8,80 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly beaconsSent = new Counter({
-    name: 'shoal_beacons_sent_total',
-    help: 'Beacons sent, by kind (hello, reply, bye).',
-    labelNames: ['kind'] as const,
-    registers: [this.registry],
-  });
-  readonly beaconsReceived = new Counter({
-    name: 'shoal_beacons_received_total',
-    help: 'Beacons accepted from other peers of this cluster.',
-    registers: [this.registry],
-  });
-  readonly beaconsRejected = new Counter({
-    name: 'shoal_beacons_rejected_total',
-    help: 'Datagrams on the beacon port refused, by reason (size, magic, version, cluster, malformed, mac, clock, replay, rate, source).',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly handshakesRejected = new Counter({
-    name: 'shoal_handshakes_rejected_total',
-    help: 'Peer links that failed the handshake, by reason.',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly framesRejected = new Counter({
-    name: 'shoal_frames_rejected_total',
-    help: 'Frames on established links refused, by reason (auth closes the link; the others are dropped).',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly linksOpened = new Counter({
-    name: 'shoal_links_opened_total',
-    help: 'Peer links that completed the handshake, by direction (inbound, outbound).',
-    labelNames: ['direction'] as const,
-    registers: [this.registry],
-  });
-  readonly linksClosed = new Counter({
-    name: 'shoal_links_closed_total',
-    help: 'Established peer links closed, by reason.',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly linkBytes = new Counter({
-    name: 'shoal_link_bytes_total',
-    help: 'Bytes on peer links (sealed frames), by peer and direction (tx, rx).',
-    labelNames: ['peer', 'direction'] as const,
-    registers: [this.registry],
-  });
-  readonly linkFrames = new Counter({
-    name: 'shoal_link_frames_total',
-    help: 'Frames on peer links, by peer and direction (tx, rx).',
-    labelNames: ['peer', 'direction'] as const,
-    registers: [this.registry],
-  });
-  readonly opsApplied = new Counter({
-    name: 'shoal_replication_ops_applied_total',
-    help: 'Ops applied to the store, by source (local writes, remote owners).',
-    labelNames: ['source'] as const,
-    registers: [this.registry],
-  });
-  readonly snapshots = new Counter({
-    name: 'shoal_replication_snapshots_total',
-    help: 'Owner snapshots sent and received (when the ops a peer lacked were compacted away).',
-    labelNames: ['direction'] as const,
-    registers: [this.registry],
-  });
-  readonly forwardedWrites = new Counter({
-    name: 'shoal_forwarded_writes_total',
-    help: 'Writes forwarded from here to the owner of their node, by result (ok, refused, timeout, unreachable).',
-    labelNames: ['result'] as const,
-    registers: [this.registry],
-  });
-  readonly writesRefused = new Counter({
-    name: 'shoal_writes_refused_total',
-    help: 'Local writes refused before they were tried, by reason (overloaded).',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly automationRuns = new Counter({
-    name: 'shoal_automation_runs_total',
-    help: 'Executor runs on this server, by node type and result (ok, error).',
-    labelNames: ['type', 'result'] as const,
-    registers: [this.registry],
-  });
-  readonly automationFires = new Counter({
-    name: 'shoal_automation_fires_total',
-    help: 'Triggers fired on this server, by node type.',
-    labelNames: ['type'] as const,
-    registers: [this.registry],
-  });
+  readonly beaconsSent = this.#counter(
+    'shoal_beacons_sent_total',
+    'Beacons sent, by kind (hello, reply, bye).',
+    ['kind'],
+  );
+  readonly beaconsReceived = this.#counter(
+    'shoal_beacons_received_total',
+    'Beacons accepted from other peers of this cluster.',
+  );
+  readonly beaconsRejected = this.#counter(
+    'shoal_beacons_rejected_total',
+    'Datagrams on the beacon port refused, by reason (size, magic, version, cluster, malformed, mac, clock, replay, rate, source).',
+    ['reason'],
+  );
+  readonly handshakesRejected = this.#counter(
+    'shoal_handshakes_rejected_total',
+    'Peer links that failed the handshake, by reason.',
+    ['reason'],
+  );
+  readonly framesRejected = this.#counter(
+    'shoal_frames_rejected_total',
+    'Frames on established links refused, by reason (auth closes the link; the others are dropped).',
+    ['reason'],
+  );
+  readonly linksOpened = this.#counter(
+    'shoal_links_opened_total',
+    'Peer links that completed the handshake, by direction (inbound, outbound).',
+    ['direction'],
+  );
+  readonly linksClosed = this.#counter(
+    'shoal_links_closed_total',
+    'Established peer links closed, by reason.',
+    ['reason'],
+  );
+  readonly linkBytes = this.#counter(
+    'shoal_link_bytes_total',
+    'Bytes on peer links (sealed frames), by peer and direction (tx, rx).',
+    ['peer', 'direction'],
+  );
+  readonly linkFrames = this.#counter(
+    'shoal_link_frames_total',
+    'Frames on peer links, by peer and direction (tx, rx).',
+    ['peer', 'direction'],
+  );
+  readonly opsApplied = this.#counter(
+    'shoal_replication_ops_applied_total',
+    'Ops applied to the store, by source (local writes, remote owners).',
+    ['source'],
+  );
+  readonly snapshots = this.#counter(
+    'shoal_replication_snapshots_total',
+    'Owner snapshots sent and received (when the ops a peer lacked were compacted away).',
+    ['direction'],
+  );
+  readonly forwardedWrites = this.#counter(
+    'shoal_forwarded_writes_total',
+    'Writes forwarded from here to the owner of their node, by result (ok, refused, timeout, unreachable).',
+    ['result'],
+  );
+  readonly writesRefused = this.#counter(
+    'shoal_writes_refused_total',
+    'Local writes refused before they were tried, by reason (overloaded).',
+    ['reason'],
+  );
+  readonly automationRuns = this.#counter(
+    'shoal_automation_runs_total',
+    'Executor runs on this server, by node type and result (ok, error).',
+    ['type', 'result'],
+  );
+  readonly automationFires = this.#counter(
+    'shoal_automation_fires_total',
+    'Triggers fired on this server, by node type.',
+    ['type'],
+  );
   readonly eventClients = new Gauge({
     name: 'shoal_event_clients',
     help: 'Clients connected to the event streams (SSE and WebSocket).',
@@ -112,6 +97,11 @@ export class Metrics {
         eventLoopMonitoringPrecision: 1000,
       });
     }
+  }
+
+  /** A counter in this peer's registry. */
+  #counter<L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
   }
 
   /** Adds a gauge whose values are read from live state at each scrape. */

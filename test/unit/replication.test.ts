@@ -192,6 +192,18 @@ function ownerUnion(peers: SimPeer[]): ShoalNode[] {
   return [...all.values()].filter((n) => visible(n)).sort(byId);
 }
 
+/** A's project with B's data point below it, both replicated: a subtree of two owners. */
+async function gardenWithSoil(
+  c: Cluster,
+): Promise<{ a: SimPeer; b: SimPeer; project: ShoalNode; dp: ShoalNode }> {
+  const [a, b] = c.peers as [SimPeer, SimPeer];
+  const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'garden' }));
+  await c.net.settle();
+  const dp = await c.net.resolve(b.nodes.create({ type: 'DataPoint', parent: project.id, name: 'soil' }));
+  await c.net.settle();
+  return { a, b, project, dp };
+}
+
 function assertConverged(peers: SimPeer[], context = ''): void {
   const vv = peers[0]!.replicator.versionVector();
   for (const p of peers) {
@@ -827,11 +839,7 @@ describe('deletes across owners', () => {
 
   test("deleting a node deletes the other owners' nodes below it, when its tombstone reaches them", async () => {
     await withCluster(2, pair, { seed: 5 }, {}, async (c) => {
-      const [a, b] = c.peers as [SimPeer, SimPeer];
-      const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'garden' }));
-      await c.net.settle();
-      const dp = await c.net.resolve(b.nodes.create({ type: 'DataPoint', parent: project.id, name: 'soil' }));
-      await c.net.settle();
+      const { a, b, project, dp } = await gardenWithSoil(c);
       c.net.disconnect(a.id, b.id);
       await c.net.resolve(a.nodes.delete(project.id));
       assert.deepEqual(a.store.nodes({ type: 'DataPoint' }), [], "b's data point disappears at once at a");
@@ -845,11 +853,7 @@ describe('deletes across owners', () => {
 
   test("a snapshot that no longer holds a deleted parent still deletes this owner's nodes below it", async () => {
     await withCluster(2, pair, { seed: 6 }, {}, async (c) => {
-      const [a, b] = c.peers as [SimPeer, SimPeer];
-      const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'garden' }));
-      await c.net.settle();
-      const dp = await c.net.resolve(b.nodes.create({ type: 'DataPoint', parent: project.id, name: 'soil' }));
-      await c.net.settle();
+      const { a, b, project, dp } = await gardenWithSoil(c);
       c.net.disconnect(a.id, b.id);
       await c.net.resolve(a.nodes.delete(project.id));
       a.store.compactLog(0); // The tombstone's op is gone: b gets a snapshot without the project.
@@ -867,11 +871,7 @@ describe('deletes across owners', () => {
 
   test('sweepOrphans finishes a cascade that was interrupted', async () => {
     await withCluster(2, pair, { seed: 7 }, {}, async (c) => {
-      const [a, b] = c.peers as [SimPeer, SimPeer];
-      const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'garden' }));
-      await c.net.settle();
-      const dp = await c.net.resolve(b.nodes.create({ type: 'DataPoint', parent: project.id, name: 'soil' }));
-      await c.net.settle();
+      const { a, b, project, dp } = await gardenWithSoil(c);
       b.replicator.stop(); // The tombstone arrives, but b cannot write its cascade.
       await c.net.resolve(a.nodes.delete(project.id));
       await c.net.settle();
