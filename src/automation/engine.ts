@@ -298,13 +298,13 @@ export class AutomationEngine {
       }
       return;
     }
-    if (event.op === 'delete') return;
-    // A change of a node some jobs watch.
+    // A new value of a node some jobs watch (most values reach no job: nothing more to do).
+    const watchers = event.op === 'value' ? this.#bySource.get(node.id) : undefined;
+    if (!watchers) return;
     const fresh = this.#deps.clock.now() - Date.parse(node.updatedAt) <= this.#options.maxEventAgeMs;
-    for (const id of this.#bySource.get(node.id) ?? []) {
+    for (const id of watchers) {
       const job = this.#jobs.get(id);
-      if (!job?.here) continue;
-      if (event.op === 'value') this.#sourceChanged(job, node, fresh);
+      if (job?.here) this.#sourceChanged(job, node, fresh);
     }
   }
 

@@ -98,6 +98,8 @@ export class Store {
   #sync: 'FULL' | 'NORMAL' = 'FULL';
   /** `owners` rows, cached: read on every op applied and every send decision. */
   readonly #owners = new Map<string, { applied: number; logFloor: number }>();
+  /** The statements of `nodes()`, one per combination of filters, prepared on first use. */
+  readonly #listings = new Map<string, Database.Statement<Record<string, string>, NodeRow>>();
   /** Owners whose `applied` changed in the running transaction, their rows not yet written. */
   readonly #dirtyOwners = new Set<string>();
   /** True while a transaction opened by `applyPending` waits for `commitPending`. */
@@ -274,18 +276,22 @@ export class Store {
         params[key] = filter[key];
       }
     }
-    const rows = this.#db
-      .prepare<Record<string, string>, NodeRow>(
+    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    let listing = this.#listings.get(clause);
+    if (!listing) {
+      listing = this.#db.prepare<Record<string, string>, NodeRow>(
         `WITH RECURSIVE live (id) AS (
            SELECT id FROM nodes WHERE parent IS NULL AND deleted = 0
            UNION ALL
            SELECT c.id FROM nodes c JOIN live ON c.parent = live.id WHERE c.deleted = 0
          )
          SELECT n.* FROM nodes n JOIN live ON live.id = n.id
-         ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+         ${clause}
          ORDER BY n.type, n.name, n.id`,
-      )
-      .all(params);
+      );
+      this.#listings.set(clause, listing);
+    }
+    const rows = listing.all(params);
     return rows.map((r) => toApi(fromRow(r)));
   }
 
