@@ -27,7 +27,7 @@ const unavailable = await labUnavailable();
 if (unavailable) console.error(`lab tests skipped: ${unavailable}`);
 const options = { skip: unavailable ?? false, timeout: 60_000 };
 
-const { failureTimeoutMs = 600, beaconIntervalMs = 500 } = testDefaults();
+const { failureTimeoutMs = 600, beaconIntervalMs = 500, beaconSettledIntervalMs = 2000 } = testDefaults();
 const BEACON_PORT = 7421;
 const MULTICAST_GROUP = '239.255.74.20';
 
@@ -254,9 +254,19 @@ table bridge shoal_lab_partition {
       for (const until = Date.now() + 3 * beaconIntervalMs; Date.now() < until; await sleep(100))
         await look();
       t.diagnostic(`beacons refused for reason "cluster" by A-D: ${counts.join(', ')}`);
+      // A settled mesh beacons only every beaconSettledIntervalMs, and it answers no beacon it
+      // cannot authenticate, so the intruder may wait that long to hear one.
+      await waitFor(
+        "the intruder to refuse the cluster's beacons too",
+        async () => {
+          await look();
+          return (await refused(intruder)) > 0;
+        },
+        beaconSettledIntervalMs + 2000,
+        100,
+      );
       assert.deepEqual(sightings, [], 'the intruder appears in no peer list');
       assert.deepEqual(await intruder.peers(), [], 'the intruder knows no peer');
-      assert.ok((await refused(intruder)) > 0, "the intruder refuses the cluster's beacons too");
       assert.ok(await fullMesh(peers), 'the mesh of 4 is undisturbed');
     } finally {
       await intruder.process.kill();
