@@ -34,12 +34,19 @@ const READY_TIMEOUT_MS = 90_000;
 const EXTRA_FLAGS = (process.env.SHOAL_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 /**
+ * Settings to try instead of the defaults on every benchmark peer, as a JSON object, e.g.
+ * `SHOAL_BENCH_SETTINGS='{"replicationBatchMs":5}'`: the peer checks them as any config file.
+ */
+const EXTRA_SETTINGS: Partial<Config> = JSON.parse(process.env.SHOAL_BENCH_SETTINGS ?? '{}');
+
+/**
  * The settings in which a benchmark peer differs from DEFAULTS (besides name, data and secret).
  * Only these are written to its config file, so every other setting, timings included, is the
- * built product's own default.
+ * built product's own default, unless SHOAL_BENCH_SETTINGS says otherwise.
  */
 export function benchSettings(beaconPort: number): Partial<Config> {
   return {
+    ...EXTRA_SETTINGS,
     host: '127.0.0.1',
     port: 0,
     beaconTargets: ['127.255.255.255'],
