@@ -46,6 +46,7 @@ import {
   valueProblem,
 } from '../store/node-types.ts';
 import {
+  apiNodeOf,
   type NodeState,
   nodeFromOp,
   type Op,
@@ -461,7 +462,7 @@ export class Replicator implements MeshApplication {
     const orphaned: string[] = [];
     for (const op of ops) {
       this.#remember(op);
-      events.publish({ type: 'node', op: op.kind, node: toApi(nodeFromOp(op)) });
+      events.publish({ type: 'node', op: op.kind, node: apiNodeOf(op) });
       if (op.kind === 'delete' && op.owner !== selfId) {
         orphaned.push(...this.#descendants(op.node.id).filter((id) => store.node(id)?.owner === selfId));
       }
@@ -556,8 +557,17 @@ export class Replicator implements MeshApplication {
     }
   }
 
-  /** Keeps the newest ops of each owner in memory, so sending them needs no read of the log. */
+  /**
+   * Keeps the newest ops of each owner in memory, so sending them needs no read of the log; only
+   * while some direct peer gets that owner's ops from us. In a full mesh a replica serves nobody,
+   * and ops held for seconds are what fills a busy replica's old heap. A peer that starts serving
+   * an owner reads the log until what it remembers reaches back far enough (see `#opsAfter`).
+   */
   #remember(op: Op): void {
+    if (!this.#servesAnyone(op.owner)) {
+      this.#recentOps.delete(op.owner);
+      return;
+    }
     let recent = this.#recentOps.get(op.owner);
     if (!recent) {
       recent = [];
@@ -577,6 +587,13 @@ export class Replicator implements MeshApplication {
       return recent.slice(start, start + this.#options.batchOps);
     }
     return this.#deps.store.opsAfter(owner, seq, this.#options.batchOps);
+  }
+
+  /** True when some direct peer should get `owner`'s ops from us. */
+  #servesAnyone(owner: string): boolean {
+    if (owner === this.#deps.selfId) return true;
+    for (const peer of this.#cursors.keys()) if (this.#serves(peer, owner)) return true;
+    return false;
   }
 
   /** True when `peer` should get `owner`'s ops from us (see the module comment). */
