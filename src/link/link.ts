@@ -12,7 +12,7 @@ import type { WebSocket } from 'ws';
 import type { Cancel, Clock } from '../clock.ts';
 import { FrameOpener, FrameSealer } from '../crypto.ts';
 import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
+import type { Metrics, Tally } from '../metrics.ts';
 import {
   type DialerState,
   dialerFinish,
@@ -25,11 +25,6 @@ import {
   listenerRespond,
 } from './handshake.ts';
 import { encodeMessage, type LinkMessage, parseMessage } from './messages.ts';
-
-/** A labelled child of a prom-client counter. */
-interface MetricChild {
-  inc(value?: number): void;
-}
 
 /** WebSocket close codes of the mesh protocol, so the other side can count why. APPEND ONLY. */
 export const CloseCode = {
@@ -61,7 +56,7 @@ export interface LinkDeps {
   clock: Clock;
   keys: LinkKeys;
   self: HandshakeParty;
-  metrics: Pick<Metrics, 'handshakesRejected' | 'framesRejected' | 'linkBytes' | 'linkFrames'>;
+  metrics: Pick<Metrics, 'handshakesRejected' | 'framesRejected' | 'linkBytes' | 'linkFrames' | 'tally'>;
   log: Logger;
   handler: LinkHandler;
 }
@@ -98,8 +93,8 @@ export class Link {
   #phase: Phase;
   #handshakeTimer: Cancel;
   #watchdogTimer: Cancel | undefined;
-  /** The per-link metric children, looked up once when the link comes up (not per frame). */
-  #counters: Record<'tx' | 'rx', { bytes: MetricChild; frames: MetricChild }> | undefined;
+  /** The link's byte and frame counts, made when it comes up, closed when it closes. */
+  #counters: Record<'tx' | 'rx', { bytes: Tally; frames: Tally }> | undefined;
 
   constructor(
     ws: WebSocket,
@@ -237,10 +232,10 @@ export class Link {
   #up(remote: HandshakeParty, sendKey: Buffer, receiveKey: Buffer): void {
     this.remote = remote;
     this.upAt = this.#deps.clock.now();
-    const { linkBytes, linkFrames } = this.#deps.metrics;
+    const { metrics } = this.#deps;
     const child = (direction: 'tx' | 'rx') => ({
-      bytes: linkBytes.labels({ peer: remote.id, direction }),
-      frames: linkFrames.labels({ peer: remote.id, direction }),
+      bytes: metrics.tally(metrics.linkBytes, { peer: remote.id, direction }),
+      frames: metrics.tally(metrics.linkFrames, { peer: remote.id, direction }),
     });
     this.#counters = { tx: child('tx'), rx: child('rx') };
     this.#phase = { name: 'up', sealer: new FrameSealer(sendKey), opener: new FrameOpener(receiveKey) };
@@ -297,6 +292,11 @@ export class Link {
       this.#deps.metrics.handshakesRejected.inc({ reason });
     }
     this.#phase = { name: 'closed' };
+    if (this.#counters)
+      for (const { bytes, frames } of Object.values(this.#counters)) {
+        bytes.close();
+        frames.close();
+      }
     this.#handshakeTimer();
     this.#watchdogTimer?.();
     if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) {
@@ -307,8 +307,8 @@ export class Link {
 
   #count(direction: 'tx' | 'rx', bytes: number): void {
     const counters = this.#counters!;
-    counters[direction].bytes.inc(bytes);
-    counters[direction].frames.inc();
+    counters[direction].bytes.add(bytes);
+    counters[direction].frames.add();
   }
 }
 

@@ -23,6 +23,7 @@ import {
 import { hardwareModel, platformName } from '../../src/identity.ts';
 import { idFromBytes, idToBytes, isId, newId } from '../../src/ids.ts';
 import { ThrottledLog } from '../../src/log.ts';
+import { Metrics } from '../../src/metrics.ts';
 
 describe('ReplayCache', () => {
   test('a key is new once, then seen until it expires, then new again', () => {
@@ -393,5 +394,34 @@ describe('corkPerTurn', () => {
     assert.equal(first(), true, 'a new turn starts with a new cork');
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(calls, ['cork', 'uncork', 'cork', 'uncork']);
+  });
+});
+
+describe('Metrics tallies', () => {
+  const framesOf = (text: string, peer: string): number | undefined => {
+    const row = text
+      .split('\n')
+      .find((l) => l.startsWith(`shoal_link_frames_total{peer="${peer}",direction="tx"}`));
+    return row === undefined ? undefined : Number(row.split(' ').pop());
+  };
+
+  test('what a tally adds reaches its counter at each scrape, and what is left when it closes', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const a = metrics.tally(metrics.linkFrames, { peer: 'a', direction: 'tx' });
+    const b = metrics.tally(metrics.linkFrames, { peer: 'b', direction: 'tx' });
+    a.add();
+    a.add(2);
+    assert.equal(framesOf(await metrics.text(), 'a'), 3);
+    assert.equal(framesOf(await metrics.text(), 'b'), undefined, 'nothing counted, no series');
+    a.add(4);
+    b.add(1);
+    a.close();
+    a.add(100); // After close: never reported.
+    const text = await metrics.text();
+    assert.equal(framesOf(text, 'a'), 7);
+    assert.equal(framesOf(text, 'b'), 1);
+    // A new tally of the same labels (a link that came back) adds to the same series.
+    metrics.tally(metrics.linkFrames, { peer: 'a', direction: 'tx' }).add(3);
+    assert.equal(framesOf(await metrics.text(), 'a'), 10);
   });
 });
