@@ -135,9 +135,9 @@ export class NodeService {
   }
 
   #ownerOf(id: string): string {
-    const node = this.#store.node(id);
-    if (!node || node.deleted) throw new ShoalError('SHOAL_NOT_FOUND', `no node ${id}`);
-    return node.owner;
+    const owner = this.#store.ownerOf(id);
+    if (owner === undefined) throw new ShoalError('SHOAL_NOT_FOUND', `no node ${id}`);
+    return owner;
   }
 
   #decorate(node: ShoalNode): ShoalNode {

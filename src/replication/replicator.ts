@@ -48,7 +48,6 @@ import {
 import {
   apiNodeOf,
   type NodeState,
-  nodeFromOp,
   type Op,
   type ShoalNode,
   type Store,
@@ -326,8 +325,8 @@ export class Replicator implements MeshApplication {
               applied.push(op);
               last = op;
             }
-            const node = last ? nodeFromOp(last) : undefined;
-            outcomes.push({ node: node && !node.deleted ? toApi(node) : undefined, seq: last?.seq ?? 0 });
+            const node = last && last.kind !== 'delete' ? apiNodeOf(last) : undefined;
+            outcomes.push({ node, seq: last?.seq ?? 0 });
           } catch (err) {
             if (!(err instanceof ShoalError)) throw err;
             outcomes.push(err);
@@ -403,7 +402,8 @@ export class Replicator implements MeshApplication {
         }
         const problem = valueProblem((current.meta.kind as DataPointKind | undefined) ?? 'number', req.value);
         if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
-        return [op('value', { ...state, value: req.value })];
+        state.value = req.value;
+        return [op('value', state)];
       }
       case 'delete': {
         if (current.type === 'Server')
@@ -897,13 +897,15 @@ export class Replicator implements MeshApplication {
   }
 }
 
+/** A fresh copy of a node's state (callers may change it), made without a spread (see `apiNodeOf`). */
 function stateOf(node: StoredNode): NodeState {
-  return {
+  const state: NodeState = {
     id: node.id,
     type: node.type,
     parent: node.parent,
     name: node.name,
     meta: node.meta,
-    ...(node.value === undefined ? {} : { value: node.value }),
   };
+  if (node.value !== undefined) state.value = node.value;
+  return state;
 }

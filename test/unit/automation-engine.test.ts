@@ -21,13 +21,12 @@ import type { PeerView } from '../../src/mesh/peer-table.ts';
 import { Metrics } from '../../src/metrics.ts';
 import type { NodeType } from '../../src/store/node-types.ts';
 import {
+  apiNodeOf,
   type NodeState,
-  nodeFromOp,
   type Op,
   type OpKind,
   type ShoalNode,
   Store,
-  toApi,
 } from '../../src/store/store.ts';
 import { FakeClock } from '../support/fake-clock.ts';
 
@@ -91,7 +90,7 @@ class World {
       this.store.transaction('FULL', () => this.store.applyOp(op)),
       'applied',
     );
-    const shown = toApi(nodeFromOp(op));
+    const shown = apiNodeOf(op);
     this.events.publish({ type: 'node', op: kind, node: shown });
     return shown;
   }

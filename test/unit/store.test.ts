@@ -16,7 +16,15 @@ import { encodeHlc } from '../../src/clock.ts';
 import { ShoalError } from '../../src/errors.ts';
 import type { NodeType } from '../../src/store/node-types.ts';
 import { MIGRATIONS } from '../../src/store/schema.ts';
-import { type NodeState, type Op, type OpKind, Store, type StoredNode } from '../../src/store/store.ts';
+import {
+  apiNodeOf,
+  type NodeState,
+  type Op,
+  type OpKind,
+  Store,
+  type StoredNode,
+  toApi,
+} from '../../src/store/store.ts';
 
 const T0 = 1_700_000_000_000;
 const OWNER_A = 'aaaaaaaa-0000-4000-8000-000000000001';
@@ -202,6 +210,45 @@ describe('Store: applying ops', () => {
     assert.deepEqual(store.versionVector(), {});
     assert.equal(store.commitPending(), true, 'nothing left to commit');
     store.close();
+  });
+
+  test('ownerOf names the owner of a live node only', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    w.write(OWNER_B, 'create', state(nid(1), null));
+    assert.equal(store.ownerOf(nid(1)), OWNER_B);
+    assert.equal(store.ownerOf(nid(2)), undefined, 'no such node');
+    w.write(OWNER_B, 'delete', state(nid(1), null));
+    assert.equal(store.ownerOf(nid(1)), undefined, 'a tombstone');
+    store.close();
+  });
+
+  test('the node an op leaves, as events show it, is the node read back, key order included', () => {
+    const json: fc.Arbitrary<unknown> = fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)));
+    fc.assert(
+      fc.property(
+        fc.record({
+          type: fc.constantFrom<NodeType>('Project', 'DataPoint', 'Button'),
+          name: fc.string({ minLength: 1, maxLength: 20 }),
+          meta: fc.dictionary(fc.string({ maxLength: 8 }), json, { maxKeys: 4 }).map((m) => ({ ...m })),
+          value: fc.option(json, { nil: undefined }),
+          parent: fc.option(fc.constant(nid(99)), { nil: null }),
+          wall: fc.integer({ min: 0, max: 2 ** 47 }),
+        }),
+        ({ type, name, meta, value, parent, wall }) => {
+          const store = new Store(':memory:');
+          const node: NodeState = { id: nid(1), type, parent, name, meta };
+          if (value !== undefined && value !== null) node.value = value;
+          const o = op(OWNER_A, 1, 'create', node, wall);
+          store.transaction('NORMAL', () => store.applyOp(o));
+          const shown = apiNodeOf(o);
+          const read = toApi(store.node(nid(1))!);
+          assert.deepEqual(shown, read);
+          assert.equal(JSON.stringify(shown), JSON.stringify(read));
+          store.close();
+        },
+      ),
+    );
   });
 });
 
