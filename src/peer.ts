@@ -15,6 +15,7 @@ import { automationProblem } from './automation/validate.ts';
 import { type Clock, encodeHlc, HybridClock, type Random, systemClock } from './clock.ts';
 import { type Config, parseHostPort } from './config.ts';
 import { deriveClusterKeys, secretWeakness } from './crypto.ts';
+import { DataDirLock } from './data-lock.ts';
 import { Discovery } from './discovery/discovery.ts';
 import { beaconTargets, isLoopback, MULTICAST_GROUP } from './discovery/targets.ts';
 import { type DatagramTransport, ipv4Addresses, UdpTransport } from './discovery/transport.ts';
@@ -22,6 +23,7 @@ import { ShoalError } from './errors.ts';
 import { EventBus } from './events.ts';
 import {
   adminKey,
+  ensureDataDir,
   hardwareModel,
   type Identity,
   osDescription,
@@ -71,6 +73,8 @@ export class Peer {
   #platform = platformName();
   #stopping: Promise<void> | undefined;
   #store: Store | undefined;
+  /** Held from start to stop: one peer per data directory. */
+  #lock: DataDirLock | undefined;
   #replicator: Replicator | undefined;
   #nodes: NodeService | undefined;
   #engine: AutomationEngine | undefined;
@@ -125,6 +129,8 @@ export class Peer {
     if (weakness) this.log.warn(`WARNING: ${weakness}`);
     const staticPeers = config.peers.map(parseHostPort);
 
+    ensureDataDir(config.dataDir);
+    this.#lock = DataDirLock.take(config.dataDir);
     this.#identity = startIdentity(config.dataDir);
     const admin = adminKey(config.dataDir);
     const clusterKeys = deriveClusterKeys(secret);
@@ -351,6 +357,7 @@ export class Peer {
       this.#engine?.stop();
       this.#replicator?.stop();
       this.#store?.close();
+      this.#lock?.release();
       this.log.info('shoal peer stopped');
     })();
     return this.#stopping;

@@ -132,6 +132,29 @@ describe('the shoal command', () => {
     }
   });
 
+  test('a second peer on a data directory in use is refused, and a kill -9 leaves no stale lock', async () => {
+    const holder = await cluster.start({ name: 'holder' });
+    const identity = readFileSync(join(holder.dataDir, 'identity.json'), 'utf8');
+    const second = await shoal(
+      ['start', '--data', holder.dataDir, '--host', '127.0.0.1', '--port', '0', '--secret', cluster.secret],
+      { SHOAL_BEACON_PORT: String(cluster.beaconPort), SHOAL_BEACON_TARGETS: '127.255.255.255' },
+    );
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, /SHOAL_DATA_DIR/);
+    assert.match(
+      second.stderr,
+      new RegExp(`${holder.dataDir} is in use by another shoal peer \\(pid ${holder.child.pid}\\)`),
+    );
+    assert.equal(
+      readFileSync(join(holder.dataDir, 'identity.json'), 'utf8'),
+      identity,
+      'the refused peer did not count a generation of the holder',
+    );
+    await holder.kill();
+    const again = await cluster.start({ name: 'holder', dataDir: holder.dataDir });
+    assert.equal(again.id, holder.id, 'the same server, back on its directory');
+  });
+
   test('peers prints a table for people and JSON for scripts', async () => {
     const a = await cluster.start({ name: 'table-a' });
     const b = await cluster.start({ name: 'table-b' });
