@@ -560,8 +560,9 @@ export class Replicator implements MeshApplication {
   /**
    * Keeps the newest ops of each owner in memory, so sending them needs no read of the log; only
    * while some direct peer gets that owner's ops from us. In a full mesh a replica serves nobody,
-   * and ops held for seconds are what fills a busy replica's old heap. A peer that starts serving
-   * an owner reads the log until what it remembers reaches back far enough (see `#opsAfter`).
+   * and thousands of ops it would never send only outlived the young heap and fed its major GCs.
+   * A peer that starts serving an owner reads the log until what it remembers reaches back far
+   * enough (see `#opsAfter`).
    */
   #remember(op: Op): void {
     if (!this.#servesAnyone(op.owner)) {
