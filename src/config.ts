@@ -123,9 +123,10 @@ export const DEFAULTS: Config = {
    * datagram per interface per interval. */
   beaconIntervalMs: 2000,
   /** The time between beacons while some peer is connected and every peer this one knows is
-   * connected (directly or through others) or has left: then there is nothing to find but another mesh on the same LAN, and
-   * each beacon costs every peer that hears it. A peer going missing or a new one appearing
-   * brings back `beaconIntervalMs` at once; newcomers beacon at start and are answered anyway. */
+   * connected (directly or through others) or has left: then there is nothing to find but another
+   * mesh on the same LAN, and each beacon costs every peer that hears it. A peer going missing or
+   * a new one appearing brings back `beaconIntervalMs` at once; newcomers beacon at start and are
+   * answered anyway. */
   beaconSettledIntervalMs: 20_000,
   /** Each interval is shortened or lengthened by up to this fraction at random, so peers started
    * together do not beacon in lock step. */

@@ -16,6 +16,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ShoalError } from './errors.ts';
+import { ensureDataDir } from './identity.ts';
 
 export class DataDirLock {
   readonly #db: Database.Database;
@@ -26,8 +27,9 @@ export class DataDirLock {
     this.#pidFile = pidFile;
   }
 
-  /** Takes the lock of an existing data directory, or throws SHOAL_DATA_DIR. */
+  /** Makes the data directory if need be and takes its lock, or throws SHOAL_DATA_DIR. */
   static take(dataDir: string): DataDirLock {
+    ensureDataDir(dataDir);
     const file = join(dataDir, 'shoal.lock');
     const pidFile = join(dataDir, 'shoal.pid');
     let db: Database.Database | undefined;

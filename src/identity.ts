@@ -38,9 +38,11 @@ export function ensureDataDir(dataDir: string): void {
   }
 }
 
-/** Loads the identity, makes it on first start, and records this start as a new generation. */
+/**
+ * Loads the identity from the data directory (made, and locked, by `DataDirLock.take`), makes it
+ * on first start, and records this start as a new generation.
+ */
 export function startIdentity(dataDir: string): Identity {
-  ensureDataDir(dataDir);
   const file = join(dataDir, 'identity.json');
   let identity: Identity = { id: newId(), generation: 0 };
   let text: string | undefined;

@@ -23,7 +23,6 @@ import { ShoalError } from './errors.ts';
 import { EventBus } from './events.ts';
 import {
   adminKey,
-  ensureDataDir,
   hardwareModel,
   type Identity,
   osDescription,
@@ -129,7 +128,6 @@ export class Peer {
     if (weakness) this.log.warn(`WARNING: ${weakness}`);
     const staticPeers = config.peers.map(parseHostPort);
 
-    ensureDataDir(config.dataDir);
     this.#lock = DataDirLock.take(config.dataDir);
     this.#identity = startIdentity(config.dataDir);
     const admin = adminKey(config.dataDir);

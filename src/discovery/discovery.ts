@@ -2,15 +2,16 @@
  * Discovery decides what beacons to send and which received ones to believe. It owns no socket:
  * a DatagramTransport carries the bytes.
  *
- * Protocol: a peer beacons `hello` at start and then every `intervalMs` (± jitter) to every
- * target, or every `settledIntervalMs` while it is settled (some peer connected and every peer it
- * knows connected: there is nothing to find but another mesh on the LAN); a `hello` from a sender
- * not yet known (by id and generation) is answered at once with a unicast `reply`, so two peers
- * learn of each other within one round trip of either starting; a peer that stops beacons `bye`. A datagram is believed only if, in this order: its source is
- * acceptable, the source is within its rate, it decodes (size, magic, version, cluster tag, MAC),
- * its timestamp is within the clock window, and its (sender, nonce) was not seen before. Our own
- * beacons, recognised by id (never by name), are ignored. Refusals are counted by reason and
- * logged at debug, rate-limited; nothing a datagram holds can throw out of the handler.
+ * Protocol: a peer beacons `hello` at start and then every `intervalMs` (± jitter) to every target,
+ * or every `settledIntervalMs` while it is settled (some peer connected and every peer it knows
+ * connected: there is nothing to find but another mesh on the LAN); a `hello` from a sender not yet
+ * known (by id and generation) is answered at once with a unicast `reply`, so two peers learn of
+ * each other within one round trip of either starting; a peer that stops beacons `bye`. A datagram
+ * is believed only if, in this order: its source is acceptable, the source is within its rate, it
+ * decodes (size, magic, version, cluster tag, MAC), its timestamp is within the clock window, and
+ * its (sender, nonce) was not seen before. Our own beacons, recognised by id (never by name), are
+ * ignored. Refusals are counted by reason and logged at debug, rate-limited; nothing a datagram
+ * holds can throw out of the handler.
  */
 
 import { randomBytes } from 'node:crypto';

@@ -82,8 +82,9 @@ export class Mesh {
   #housekeeping: Cancel | undefined;
   #heartbeat: Cancel | undefined;
   #announce: Cancel | undefined;
-  /** `linked` answers, valid while the table's version is `#linkedVersion`. */
-  readonly #linkedCache = new Map<string, boolean>();
+  /** `linked` answers, by the lower id and then the higher (no key string per question), valid
+   * while the table's version is `#linkedVersion`. */
+  readonly #linkedCache = new Map<string, Map<string, boolean>>();
   #linkedVersion = -1;
   /** The link RTTs in the last own record sent, to tell when they moved enough to send again. */
   #announcedRtts = new Map<string, number>();
@@ -446,19 +447,26 @@ export class Mesh {
 
   /** True when the link state says `a` and `b` are directly linked (both say so). */
   linked(a: string, b: string): boolean {
-    // Asked for every (peer, owner) pair at every replication flush: cached until the table moves.
+    // Asked for every (peer, owner) pair at every replication flush and for every replicated op:
+    // cached until the table moves.
     if (this.#linkedVersion !== this.table.version) {
       this.#linkedCache.clear();
       this.#linkedVersion = this.table.version;
     }
-    const key = a < b ? `${a}|${b}` : `${b}|${a}`;
-    let answer = this.#linkedCache.get(key);
+    const low = a < b ? a : b;
+    const high = a < b ? b : a;
+    let answers = this.#linkedCache.get(low);
+    if (!answers) {
+      answers = new Map();
+      this.#linkedCache.set(low, answers);
+    }
+    let answer = answers.get(high);
     if (answer === undefined) {
       const self = this.#deps.identity.id;
       const linksOf = (id: string): readonly string[] =>
         id === self ? [...this.#direct.keys()] : (this.table.record(id)?.links ?? []);
       answer = linksOf(a).includes(b) && linksOf(b).includes(a);
-      this.#linkedCache.set(key, answer);
+      answers.set(high, answer);
     }
     return answer;
   }

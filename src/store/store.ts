@@ -11,11 +11,11 @@
  * - The log of an owner holds every op from `log_floor` to `applied`; older ops were compacted
  *   away, and a peer that needs them gets a snapshot of the owner's nodes instead.
  *
- * Durability: local writes commit with `synchronous=FULL` (fsync before the API answers);
- * replicated ops may commit with `synchronous=NORMAL`, since a replica that loses its last
- * replicated ops in a power cut simply fetches them again from the mesh. For the same reason
- * replicated ops may be applied in a transaction left open (`applyPending`) and committed
- * together a little later (`commitPending`): a commit costs more than applying a few ops.
+ * Durability: local writes commit as `storeSync` says, by default with `synchronous=FULL` (fsync
+ * before the API answers); replicated ops may commit with `synchronous=NORMAL`, since a replica
+ * that loses its last replicated ops in a power cut simply fetches them again from the mesh. For
+ * the same reason replicated ops may be applied in a transaction left open (`applyPending`) and
+ * committed together a little later (`commitPending`): a commit costs more than applying a few ops.
  */
 
 import { mkdirSync } from 'node:fs';
