@@ -24,8 +24,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, chromium } from 'playwright-core';
 import WebSocket from 'ws';
+import { DEFAULTS } from '../src/config.ts';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumMissing } from '../test/support/chromium.ts';
 import { CLI, call, fullMesh, type PeerProcess, TestCluster, waitFor } from '../test/support/cluster.ts';
+import { percentile } from './replication.ts';
 
 /** Where the screenshot of the busy dashboard goes (git-ignored). */
 const RESULTS = fileURLToPath(new URL('../test-results/', import.meta.url));
@@ -123,18 +125,6 @@ function peersArgument(args: string[]): number {
   return n;
 }
 
-/** Starts a peer, trying again when a busy machine makes it miss the harness's ready timeout. */
-async function startPeer(name: string): Promise<PeerProcess> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await cluster!.start({ name });
-    } catch (err) {
-      if (attempt === 3) throw err;
-      console.error(`${name} did not start in time (attempt ${attempt}); trying again`);
-    }
-  }
-}
-
 /** Runs `jobs` with at most `limit` at once. */
 async function pool<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> {
   const results: T[] = [];
@@ -157,14 +147,11 @@ function summary(values: number[]): string[] {
   return [
     mean.toFixed(0),
     sorted[0]!,
-    quantile(sorted, 0.5),
-    quantile(sorted, 0.99),
+    percentile(sorted, 50)!,
+    percentile(sorted, 99)!,
     sorted[sorted.length - 1]!,
   ].map((v) => String(typeof v === 'number' ? Math.round(v) : v));
 }
-
-const quantile = (sorted: number[], q: number): number =>
-  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 
 function since(start: number): string {
   return `${((Date.now() - start) / 1000).toFixed(1)} s`;
@@ -186,40 +173,36 @@ async function main(): Promise<void> {
   // commits that survive a crash but skip the fsync, so 25 peers on a small machine leave the
   // browser some CPU.
   cluster = new TestCluster({
-    config: { heartbeatIntervalMs: 500, failureTimeoutMs: 2000, storeSync: 'normal' },
+    config: {
+      heartbeatIntervalMs: DEFAULTS.heartbeatIntervalMs,
+      failureTimeoutMs: DEFAULTS.failureTimeoutMs,
+      storeSync: 'normal',
+    },
+    readyTimeoutMs: 90_000, // A boot storm of 25 peers on 2 cores.
   });
   const peers: PeerProcess[] = [];
   for (let i = 0; i < PEERS; i += START_BATCH) {
     const batch = Array.from({ length: Math.min(START_BATCH, PEERS - i) }, (_, j) =>
-      startPeer(`server-${String(i + j + 1).padStart(2, '0')}`),
+      cluster!.start({ name: `server-${String(i + j + 1).padStart(2, '0')}` }),
     );
     peers.push(...(await Promise.all(batch)));
   }
-  const keys = new Map(peers.map((p) => [p.id, p.apiKey]));
   await waitFor(`a full mesh of ${PEERS}`, () => fullMesh(peers), 90_000, 500);
   console.error(`${PEERS} peers up and fully linked after ${since(t0)}`);
 
   // 2,000 data points, spread evenly, under one project on each server.
   const projects = await Promise.all(
-    peers.map((p) =>
-      call<{ id: string }>(p, 'POST', '/api/v1/nodes', { type: 'Project', name: 'sensors' }, keys.get(p.id)),
-    ),
+    peers.map((p) => call<{ id: string }>(p, 'POST', '/api/v1/nodes', { type: 'Project', name: 'sensors' })),
   );
   const points = await pool(
     Array.from({ length: POINTS }, (_, i) => async () => {
       const owner = peers[i % PEERS]!;
-      const node = await call<{ id: string }>(
-        owner,
-        'POST',
-        '/api/v1/nodes',
-        {
-          type: 'DataPoint',
-          name: `sensor ${String(Math.floor(i / PEERS) + 1).padStart(2, '0')}`,
-          parent: projects[i % PEERS]!.id,
-          meta: { unit: 'ms' },
-        },
-        keys.get(owner.id),
-      );
+      const node = await call<{ id: string }>(owner, 'POST', '/api/v1/nodes', {
+        type: 'DataPoint',
+        name: `sensor ${String(Math.floor(i / PEERS) + 1).padStart(2, '0')}`,
+        parent: projects[i % PEERS]!.id,
+        meta: { unit: 'ms' },
+      });
       return { id: node.id, owner };
     }),
     MAX_IN_FLIGHT,
@@ -228,15 +211,8 @@ async function main(): Promise<void> {
   await waitFor(
     `${POINTS} data points on ${viewer.name}`,
     async () =>
-      (
-        await call<{ nodes: unknown[] }>(
-          viewer,
-          'GET',
-          '/api/v1/nodes?type=DataPoint',
-          undefined,
-          keys.get(viewer.id),
-        )
-      ).nodes.length === POINTS,
+      (await call<{ nodes: unknown[] }>(viewer, 'GET', '/api/v1/nodes?type=DataPoint')).nodes.length ===
+      POINTS,
     60_000,
     250,
   );
@@ -327,7 +303,7 @@ async function main(): Promise<void> {
         const value = at - base;
         sent++;
         inFlight++;
-        call(point.owner, 'PUT', `/api/v1/nodes/${point.id}/value`, { value }, keys.get(point.owner.id))
+        call(point.owner, 'PUT', `/api/v1/nodes/${point.id}/value`, { value })
           .then(
             () => {
               ok++;

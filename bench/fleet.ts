@@ -6,9 +6,6 @@
  * 127.0.0.1 on a free port, beacons only to 127.255.255.255 on a random high beacon port of the
  * fleet's own, and log level warn. The warnings and errors the peers log are kept.
  *
- * The harness's own cluster is not used for starting because a boot storm of 25 peers on a busy
- * 2-core machine can outlast its 20 s ready timeout.
- *
  * Every fleet is remembered until it is stopped, so `stopEveryFleet()` (run on failure, on Ctrl-C
  * and at exit) leaves no process and no temporary directory behind.
  */
@@ -66,10 +63,15 @@ export interface FleetPeer {
 
 const live = new Set<Fleet>();
 
+/** A beacon port for a fleet or a part of one, among the high ports. */
+export function randomBeaconPort(): number {
+  return 30_000 + Math.floor(Math.random() * 30_000);
+}
+
 export class Fleet {
   readonly root = mkdtempSync(join(tmpdir(), 'shoal-bench-'));
   readonly secret = randomBytes(32).toString('base64url');
-  readonly beaconPort = 30_000 + Math.floor(Math.random() * 30_000);
+  readonly beaconPort = randomBeaconPort();
   readonly peers: FleetPeer[] = [];
   /** Every process ever started, running or not. */
   readonly #processes: PeerProcess[] = [];
@@ -81,8 +83,13 @@ export class Fleet {
     live.add(this);
   }
 
-  /** Starts one peer and resolves when it reports ready over IPC. */
-  async start(options: { name?: string; dataDir?: string } = {}): Promise<FleetPeer> {
+  /**
+   * Starts one peer and resolves when it reports ready over IPC. `config` adds settings of its
+   * own (topology: a beacon port, static peers, a fixed HTTP port for a restart).
+   */
+  async start(
+    options: { name?: string; dataDir?: string; config?: Partial<Config> } = {},
+  ): Promise<FleetPeer> {
     const name = options.name ?? `peer-${++this.#count}`;
     const dataDir = options.dataDir ?? join(this.root, name);
     mkdirSync(dataDir, { recursive: true });
@@ -91,7 +98,13 @@ export class Fleet {
       writeFileSync(keyFile, `bench_${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
     }
     const configFile = join(this.root, `${name}-${randomBytes(3).toString('hex')}.json`);
-    const config = { ...benchSettings(this.beaconPort), name, dataDir, secret: this.secret };
+    const config = {
+      ...benchSettings(this.beaconPort),
+      name,
+      dataDir,
+      secret: this.secret,
+      ...options.config,
+    };
     writeFileSync(configFile, JSON.stringify(config));
 
     const spawnedAt = Date.now();
@@ -123,8 +136,12 @@ export class Fleet {
   }
 
   /** Starts a stopped peer again on its data directory (same id, next generation). */
-  async restart(peer: FleetPeer): Promise<FleetPeer> {
-    const again = await this.start({ name: peer.process.name, dataDir: peer.process.dataDir });
+  async restart(peer: FleetPeer, config?: Partial<Config>): Promise<FleetPeer> {
+    const again = await this.start({
+      name: peer.process.name,
+      dataDir: peer.process.dataDir,
+      ...(config ? { config } : {}),
+    });
     const index = this.peers.indexOf(peer);
     if (index >= 0) this.peers.splice(index, 1);
     return again;

@@ -24,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { cpuMs } from './proc-stats.ts';
 import {
   describeStep,
+  type FanOutPlan,
   type Load,
   type LoadRun,
   paced,
@@ -73,7 +74,7 @@ async function killAll(children: ChildProcess[]): Promise<void> {
 }
 
 /** The mosquitto binary, or undefined when it is not installed. */
-export function mosquittoVersion(): string | undefined {
+function mosquittoVersion(): string | undefined {
   try {
     const out = execFileSync(MOSQUITTO, ['-h'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return /mosquitto version (\S+)/.exec(out)?.[1];
@@ -198,16 +199,9 @@ class MosquittoSet implements Load {
   }
 }
 
-export interface MosquittoPlan {
-  sizes: number[];
-  rates: [rate: number, ms: number][];
-  rampRates: number[];
-  rampStepMs: number;
-}
-
 export type MosquittoFindings = ReplicationFindings;
 
-export async function mosquittoSuite(ctx: SuiteContext, plan: MosquittoPlan): Promise<MosquittoFindings> {
+export async function mosquittoSuite(ctx: SuiteContext, plan: FanOutPlan): Promise<MosquittoFindings> {
   const findings: MosquittoFindings = { bySize: {} };
   const version = mosquittoVersion();
   if (!version) throw new Error('mosquitto is not installed (as root: scripts/install-test-deps.sh --bench)');
@@ -306,14 +300,18 @@ export async function mosquittoSuite(ctx: SuiteContext, plan: MosquittoPlan): Pr
 }
 
 /** shoal / Mosquitto for each size both measured: latency ratios and the throughput target. */
-export function compare(ctx: SuiteContext, shoal: ReplicationFindings, mqtt: MosquittoFindings): void {
+export function compare(
+  ctx: SuiteContext,
+  plan: FanOutPlan,
+  shoal: ReplicationFindings,
+  mqtt: MosquittoFindings,
+): void {
   ctx.log('\n== shoal / Mosquitto');
   for (const [size, s] of Object.entries(shoal.bySize)) {
     const m = mqtt.bySize[Number(size)];
     if (!m) continue;
-    const fixed = (steps: StepResult[], rate: number) =>
-      steps.find((x) => x.rate === rate && x.durationMs > 0);
-    for (const rate of [100, 1000, 5000]) {
+    const fixed = (steps: StepResult[], rate: number) => steps.find((x) => x.rate === rate);
+    for (const [rate] of plan.rates) {
       const a = fixed(s.steps, rate);
       const b = fixed(m.steps, rate);
       if (!a || !b) continue;

@@ -1,7 +1,7 @@
 /**
  * Replication benchmarks (issue 3), and the helpers the other new suites share (automation.ts,
  * mosquitto.ts): figures with targets, a client of a peer's /api/v1/stream WebSocket, a paced load
- * with per-write tracking, and fleets whose peers may differ in topology settings.
+ * with per-write tracking.
  *
  * What is measured, with the product's DEFAULTS timings, on loopback only:
  * - Latency from a write on one peer to its arrival on all others (p50, p99) at fixed rates, for
@@ -23,26 +23,14 @@
  * printed, and 503 SHOAL_OVERLOADED answers (backpressure) are counted apart.
  */
 
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import type { Config } from '../src/config.ts';
-import { CLI, PeerProcess, readyMessage, waitFor } from '../test/support/cluster.ts';
-import { benchSettings, Fleet, type FleetPeer } from './fleet.ts';
+import { fullMesh, waitFor } from '../test/support/cluster.ts';
+import { Fleet, type FleetPeer, randomBeaconPort } from './fleet.ts';
 import { cpuMs, memory } from './proc-stats.ts';
 
 // --- Figures -------------------------------------------------------------------------------
@@ -113,99 +101,15 @@ export function ms(value: number | undefined): string {
   return value === undefined ? '-' : `${value.toFixed(value >= 100 ? 0 : 1)} ms`;
 }
 
-// --- Fleets with topology settings --------------------------------------------------------
-
-const READY_TIMEOUT_MS = 90_000;
-
-export function randomBeaconPort(): number {
-  return 30_000 + Math.floor(Math.random() * 30_000);
-}
-
-/**
- * A Fleet whose peers may also differ in topology settings (their own beacon port, gossipDial,
- * static peers, a fixed HTTP port for a restart): everything else is benchSettings(), so timings
- * are the product's DEFAULTS. Its own processes are killed with the fleet's.
- */
-export class TopologyFleet extends Fleet {
-  readonly #own: PeerProcess[] = [];
-
-  async startWith(name: string, extra: Partial<Config>, dataDir = join(this.root, name)): Promise<FleetPeer> {
-    mkdirSync(dataDir, { recursive: true });
-    const keyFile = join(dataDir, 'admin.key');
-    if (!existsSync(keyFile)) {
-      writeFileSync(keyFile, `bench_${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
-    }
-    const configFile = join(this.root, `${name}-${randomBytes(3).toString('hex')}.json`);
-    const config = { ...benchSettings(this.beaconPort), name, dataDir, secret: this.secret, ...extra };
-    writeFileSync(configFile, JSON.stringify(config));
-    const spawnedAt = Date.now();
-    const child = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
-    const peer = new PeerProcess(name, dataDir, child);
-    this.#own.push(peer);
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      for (const line of chunk.split('\n')) {
-        if (!line.trim()) continue;
-        try {
-          if ((JSON.parse(line) as { level?: number }).level! >= 40) this.warnings.push(`${name}: ${line}`);
-        } catch {
-          this.warnings.push(`${name} (stdout): ${line}`);
-        }
-      }
-    });
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      for (const line of chunk.split('\n')) if (line.trim()) this.warnings.push(`${name} (stderr): ${line}`);
-    });
-    const ready = await readyMessage(child, name, READY_TIMEOUT_MS, () => peer.stderr);
-    peer.id = ready.id;
-    peer.port = ready.port;
-    peer.url = ready.url;
-    const started: FleetPeer = {
-      process: peer,
-      spawnedAt,
-      readyAt: Date.now(),
-      startCpuMs: child.pid === undefined ? Number.NaN : cpuMs(child.pid),
-    };
-    this.peers.push(started);
-    return started;
-  }
-
-  override async stop(): Promise<void> {
-    await Promise.all(this.#own.map((p) => p.kill()));
-    await super.stop();
-  }
-
-  override stopNow(): void {
-    for (const peer of this.#own) {
-      if (!peer.alive || peer.child.pid === undefined) continue;
-      try {
-        process.kill(peer.child.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-    super.stopNow();
-  }
-}
-
 /** Waits until each of `peers` sees every other one of them connected (polling /api/v1/peers). */
 export async function meshOf(peers: FleetPeer[], timeoutMs = 60_000, direct = false): Promise<void> {
   await waitFor(
     `${peers.length} peers to see each other connected${direct ? ' directly' : ''}`,
-    async () => {
-      const views = await Promise.all(peers.map((p) => p.process.peers()));
-      return views.every((view, i) =>
-        peers.every(
-          (other, j) =>
-            i === j ||
-            view.some(
-              (v) =>
-                v.id === other.process.id && v.state === 'connected' && (!direct || v.route === 'direct'),
-            ),
-        ),
-      );
-    },
+    () =>
+      fullMesh(
+        peers.map((p) => p.process),
+        { direct },
+      ),
     timeoutMs,
     100,
   );
@@ -240,7 +144,7 @@ export function metricSum(text: string, name: string, labels: Record<string, str
 
 // --- The stream client -----------------------------------------------------------------------
 
-export interface StreamResult {
+interface StreamResult {
   t: 'result';
   rid: number | string;
   ok: boolean;
@@ -263,7 +167,6 @@ export class StreamClient {
   onResult: ((rid: number, ok: boolean, code: string | undefined, at: number) => void) | undefined;
   onText: ((text: string, at: number) => void) | undefined;
   closed: { code: number; reason: string } | undefined;
-  events = 0;
   readonly #requests = new Map<string, (r: StreamResult) => void>();
   #nextRequest = 0;
 
@@ -329,16 +232,13 @@ export class StreamClient {
 
   #message(text: string, at: number): void {
     if (text.startsWith(VALUE_EVENT)) {
-      this.events++;
       const id = text.slice(VALUE_EVENT.length, VALUE_EVENT.length + 36);
       const v = text.indexOf('"value":', VALUE_EVENT.length + 36);
       if (v >= 0 && this.onValue) this.onValue(id, Number.parseFloat(text.slice(v + 8, v + 40)), at);
       return;
     }
     if (text.startsWith('{"t":"event"')) {
-      this.events++;
-      if (this.onText) this.onText(text, at);
-      else if (this.onValue && text.includes('"op":"value"')) {
+      if (this.onValue && text.includes('"op":"value"')) {
         // Not in the expected key order: parse it properly.
         const event = JSON.parse(text) as { event: { node?: { id: string; value?: unknown } } };
         const node = event.event.node;
@@ -744,7 +644,7 @@ export async function ramp(
 
 // --- The shoal load: one writer's stream, every other peer's stream watching ------------------
 
-export class ShoalLoad implements Load {
+class ShoalLoad implements Load {
   readonly writer: StreamClient;
   readonly watchers: StreamClient[];
   readonly pointId: string;
@@ -795,12 +695,16 @@ export class ShoalLoad implements Load {
 
 // --- The scenarios ----------------------------------------------------------------------------
 
-export interface ReplicationPlan {
+/** The fan-out runs, the same for shoal and for Mosquitto, so that the two compare. */
+export interface FanOutPlan {
   sizes: number[];
   /** Fixed rates (writes/s) and how long each is offered (ms). */
   rates: [rate: number, ms: number][];
   rampRates: number[];
   rampStepMs: number;
+}
+
+export interface ReplicationPlan extends FanOutPlan {
   /** Peers on each side of the partition (plus one bridge). */
   partitionSide: number;
   partitionWrites: number;
@@ -838,7 +742,7 @@ export async function dataPoint(
  * fsync latency of the disk the peers' data directories are on (200 × a 4 KiB write + fsync): with
  * storeSync "full" every commit of an owner waits for one, on its event loop.
  */
-export function fsyncLatency(count = 200): { p50: number; p99: number; max: number } {
+function fsyncLatency(count = 200): { p50: number; p99: number; max: number } {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-fsync-'));
   try {
     const fd = openSync(join(dir, 'probe'), 'w');
@@ -1067,7 +971,7 @@ async function latencyAndThroughput(
  * of each side (static `peers`) and hears no beacons of either.
  */
 async function partition(ctx: SuiteContext, plan: ReplicationPlan): Promise<void> {
-  const fleet = new TopologyFleet();
+  const fleet = new Fleet();
   const clients: StreamClient[] = [];
   const writes = plan.partitionWrites;
   try {
@@ -1077,7 +981,7 @@ async function partition(ctx: SuiteContext, plan: ReplicationPlan): Promise<void
     const sideOf = (label: string, port: number) =>
       Promise.all(
         Array.from({ length: plan.partitionSide }, (_, i) =>
-          fleet.startWith(`${label}${i + 1}`, { beaconPort: port, gossipDial: false }),
+          fleet.start({ name: `${label}${i + 1}`, config: { beaconPort: port, gossipDial: false } }),
         ),
       );
     const [sideA, sideB] = await Promise.all([sideOf('a', portA), sideOf('b', portB)]);
@@ -1088,7 +992,7 @@ async function partition(ctx: SuiteContext, plan: ReplicationPlan): Promise<void
       gossipDial: false,
       peers: [`127.0.0.1:${a1.process.port}`, `127.0.0.1:${b1.process.port}`],
     };
-    let bridge = await fleet.startWith('bridge', bridgeConfig);
+    let bridge = await fleet.start({ name: 'bridge', config: bridgeConfig });
     const everyone = [...sideA, ...sideB, bridge];
     await meshOf(everyone);
     const links = await Promise.all(
@@ -1108,9 +1012,7 @@ async function partition(ctx: SuiteContext, plan: ReplicationPlan): Promise<void
 
     // The partition: the bridge dies.
     const bridgePort = bridge.process.port;
-    const bridgeDir = bridge.process.dataDir;
     await bridge.process.kill();
-    fleet.peers.splice(fleet.peers.indexOf(bridge), 1);
     await waitFor(
       'each side to see the other gone',
       async () => {
@@ -1144,7 +1046,7 @@ async function partition(ctx: SuiteContext, plan: ReplicationPlan): Promise<void
 
     // Heal: the bridge comes back on the same data and port.
     const spawned = performance.now();
-    bridge = await fleet.startWith('bridge', { ...bridgeConfig, port: bridgePort }, bridgeDir);
+    bridge = await fleet.restart(bridge, { ...bridgeConfig, port: bridgePort });
     const ready = performance.now() - (Date.now() - bridge.readyAt);
     const all = [...sideA, ...sideB, bridge];
     // Each peer is polled on its own (GET /api/v1/nodes/:id for both points, every 10 ms), so a

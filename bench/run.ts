@@ -23,13 +23,7 @@ import { DEFAULTS } from '../src/config.ts';
 import { VERSION } from '../src/version.ts';
 import { type AutomationPlan, automationSuite } from './automation.ts';
 import { benchSettings, stopEveryFleet, stopEveryFleetNow } from './fleet.ts';
-import {
-  compare,
-  type MosquittoFindings,
-  type MosquittoPlan,
-  mosquittoSuite,
-  stopEveryMosquittoNow,
-} from './mosquitto.ts';
+import { compare, type MosquittoFindings, mosquittoSuite, stopEveryMosquittoNow } from './mosquitto.ts';
 import {
   type Figure,
   figureLine,
@@ -54,7 +48,6 @@ interface Plan {
   settleMs: number;
   windowMs: number;
   replication: ReplicationPlan;
-  mosquitto: MosquittoPlan;
   automation: AutomationPlan;
 }
 
@@ -85,16 +78,6 @@ const FULL: Plan = {
     bulkNodes: 100_000,
     bulkSettleMs: 10_000,
   },
-  mosquitto: {
-    sizes: [3, 10],
-    rates: [
-      [100, 10_000],
-      [1000, 5000],
-      [5000, 4000],
-    ],
-    rampRates: RAMP,
-    rampStepMs: 5000,
-  },
   automation: { crossings: 200, failovers: 3, calculations: 200, runsWindowMs: 10_000 },
 };
 
@@ -122,16 +105,6 @@ const QUICK: Plan = {
     partitionWrites: 10_000,
     bulkNodes: 20_000,
     bulkSettleMs: 3000,
-  },
-  mosquitto: {
-    sizes: [3, 10],
-    rates: [
-      [100, 5000],
-      [1000, 3000],
-      [5000, 3000],
-    ],
-    rampRates: RAMP,
-    rampStepMs: 3000,
   },
   automation: { crossings: 50, failovers: 1, calculations: 200, runsWindowMs: 5000 },
 };
@@ -248,8 +221,9 @@ async function main(argv: string[]): Promise<number> {
           [
             'Mosquitto side by side',
             async () => {
-              mqttFindings = await mosquittoSuite(suiteCtx, plan.mosquitto);
-              if (shoalFindings) compare(suiteCtx, shoalFindings, mqttFindings);
+              // The same fan-out runs as the replication suite, so that the two compare.
+              mqttFindings = await mosquittoSuite(suiteCtx, plan.replication);
+              if (shoalFindings) compare(suiteCtx, plan.replication, shoalFindings, mqttFindings);
             },
           ] as [string, () => Promise<void>],
         ]

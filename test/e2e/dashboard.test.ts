@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { ShoalNode } from '../../src/store/store.ts';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumMissing } from '../support/chromium.ts';
 import { call, fullMesh, type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
 
@@ -30,14 +31,6 @@ const options = { skip, timeout: 60_000 };
 
 /** A page expression (this project has no DOM types): how many elements match `selector`. */
 const countOf = (selector: string): string => `document.querySelectorAll(${JSON.stringify(selector)}).length`;
-
-interface NodeBody {
-  id: string;
-  name: string;
-  owner: string;
-  parent: string | null;
-  value?: unknown;
-}
 
 describe('the web dashboard', () => {
   // Made in before(), so a skipped run leaves no temporary directory behind.
@@ -126,7 +119,7 @@ describe('the web dashboard', () => {
     options,
     async () => {
       const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
-      const point = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
+      const point = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', {
         type: 'DataPoint',
         name: 'Boiler temperature',
         owner: c.id,
@@ -146,7 +139,7 @@ describe('the web dashboard', () => {
       await pageA.click('.set-value button[type="submit"]');
       await pageB.waitForSelector(`.tree [data-value-id="${point.id}"]:text-is("42.5")`, { timeout: 10_000 });
       await pageA.waitForSelector(`.bigvalue [data-value-id="${point.id}"]:text-is("42.5")`);
-      const stored = await call<NodeBody>(c, 'GET', `/api/v1/nodes/${point.id}`);
+      const stored = await call<ShoalNode>(c, 'GET', `/api/v1/nodes/${point.id}`);
       assert.equal(stored.value, 42.5, 'the owner stored it');
       await Promise.all([pageA.close(), pageB.close()]);
     },
@@ -165,7 +158,7 @@ describe('the web dashboard', () => {
       await pageA.fill('form.create input[name="name"]', 'Workshop');
       await pageA.click('form.create button[type="submit"]');
       const project = await waitFor('the project', async () =>
-        (await call<{ nodes: NodeBody[] }>(b, 'GET', `/api/v1/nodes?type=Project&owner=${b.id}`)).nodes.find(
+        (await call<{ nodes: ShoalNode[] }>(b, 'GET', `/api/v1/nodes?type=Project&owner=${b.id}`)).nodes.find(
           (n) => n.name === 'Workshop',
         ),
       );
@@ -179,7 +172,7 @@ describe('the web dashboard', () => {
       await pageA.fill('form.create input[name="unit"]', '%');
       await pageA.click('form.create button[type="submit"]');
       const point = await waitFor('the data point', async () =>
-        (await call<{ nodes: NodeBody[] }>(b, 'GET', `/api/v1/nodes?parent=${project.id}`)).nodes.find(
+        (await call<{ nodes: ShoalNode[] }>(b, 'GET', `/api/v1/nodes?parent=${project.id}`)).nodes.find(
           (n) => n.name === 'Humidity',
         ),
       );
@@ -205,20 +198,20 @@ describe('the web dashboard', () => {
   test('screenshots of the dashboard, on a desktop and on a phone', options, async () => {
     const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
     // Something worth looking at: projects, data points with history, automation.
-    const garden = await call<NodeBody>(a, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Garden' });
-    const soil = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
+    const garden = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Garden' });
+    const soil = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'Soil moisture',
       parent: garden.id,
       meta: { unit: '%' },
     });
-    const pump = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
+    const pump = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'Pump',
       parent: garden.id,
       meta: { kind: 'boolean' },
     });
-    const dry = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
+    const dry = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', {
       type: 'LowThreshold',
       name: 'Too dry',
       parent: soil.id,
@@ -230,27 +223,27 @@ describe('the web dashboard', () => {
       parent: dry.id,
       meta: { target: pump.id, value: true },
     });
-    const rack = await call<NodeBody>(c, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Rack' });
-    const power = await call<NodeBody>(c, 'POST', '/api/v1/nodes', {
+    const rack = await call<ShoalNode>(c, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Rack' });
+    const power = await call<ShoalNode>(c, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'Power draw',
       parent: rack.id,
       meta: { unit: 'W' },
     });
-    const ups = await call<NodeBody>(c, 'POST', '/api/v1/nodes', {
+    const ups = await call<ShoalNode>(c, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'UPS status',
       parent: rack.id,
       meta: { kind: 'string' },
     });
-    const garage = await call<NodeBody>(b, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Garage' });
-    const door = await call<NodeBody>(b, 'POST', '/api/v1/nodes', {
+    const garage = await call<ShoalNode>(b, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Garage' });
+    const door = await call<ShoalNode>(b, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'Door open',
       parent: garage.id,
       meta: { kind: 'boolean' },
     });
-    const charger = await call<NodeBody>(b, 'POST', '/api/v1/nodes', {
+    const charger = await call<ShoalNode>(b, 'POST', '/api/v1/nodes', {
       type: 'DataPoint',
       name: 'EV charger',
       parent: garage.id,
@@ -334,12 +327,12 @@ describe('the web dashboard', () => {
     options,
     async () => {
       const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
-      const point = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
+      const point = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', {
         type: 'DataPoint',
         name: 'Lab fan',
         owner: c.id,
       });
-      const elsewhere = await call<NodeBody>(a, 'POST', '/api/v1/nodes', {
+      const elsewhere = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', {
         type: 'DataPoint',
         name: 'Hall light',
         owner: b.id,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
+import { api, type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
 import { sample } from '../support/prometheus.ts';
 
 describe('the HTTP API', () => {
@@ -142,52 +142,51 @@ describe('API keys, the OpenAPI document and metrics', () => {
   });
   after(() => cluster.stop());
 
-  const call = async <T>(method: string, path: string, key: string | null, body?: unknown) => {
-    const res = await fetch(peer.url + path, {
-      method,
-      headers: {
-        ...(key ? { authorization: `Bearer ${key}` } : {}),
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: (await res.json()) as T };
-  };
-
   test('a read-only key reads and may not write; an admin key makes and revokes keys', async () => {
-    const made = await call<{ id: string; key: string; scope: string }>('POST', '/api/v1/keys', peer.apiKey, {
-      name: 'wall tablet',
-      scope: 'read',
-    });
+    const made = await api<{ id: string; key: string; scope: string }>(
+      peer,
+      'POST',
+      '/api/v1/keys',
+      { name: 'wall tablet', scope: 'read' },
+      peer.apiKey,
+    );
     assert.equal(made.status, 201);
     assert.equal(made.body.scope, 'read');
     const readKey = made.body.key;
-    assert.equal((await call('GET', '/api/v1/nodes', readKey)).status, 200);
-    const write = await call<{ error: { code: string } }>('POST', '/api/v1/nodes', readKey, {
-      type: 'Project',
-      name: 'x',
-    });
+    assert.equal((await api(peer, 'GET', '/api/v1/nodes', undefined, readKey)).status, 200);
+    const write = await api<{ error: { code: string } }>(
+      peer,
+      'POST',
+      '/api/v1/nodes',
+      { type: 'Project', name: 'x' },
+      readKey,
+    );
     assert.equal(write.status, 403);
     assert.equal(write.body.error.code, 'SHOAL_FORBIDDEN');
-    assert.equal((await call('GET', '/api/v1/keys', readKey)).status, 403, 'only admins see keys');
-    const listed = await call<{ keys: { id: string; name: string; builtin?: boolean }[] }>(
+    assert.equal(
+      (await api(peer, 'GET', '/api/v1/keys', undefined, readKey)).status,
+      403,
+      'only admins see keys',
+    );
+    const listed = await api<{ keys: { id: string; name: string; builtin?: boolean }[] }>(
+      peer,
       'GET',
       '/api/v1/keys',
-      peer.apiKey,
     );
     assert.ok(listed.body.keys.some((k) => k.id === made.body.id && k.name === 'wall tablet'));
     assert.ok(!JSON.stringify(listed.body).includes(readKey), 'a key is shown only when it is made');
-    assert.equal((await call('DELETE', '/api/v1/keys/admin', peer.apiKey)).status, 400, 'admin.key stays');
-    assert.equal((await call('DELETE', `/api/v1/keys/${made.body.id}`, peer.apiKey)).status, 200);
-    assert.equal((await call('GET', '/api/v1/nodes', readKey)).status, 401, 'a revoked key is refused');
+    assert.equal((await api(peer, 'DELETE', '/api/v1/keys/admin')).status, 400, 'admin.key stays');
+    assert.equal((await api(peer, 'DELETE', `/api/v1/keys/${made.body.id}`)).status, 200);
+    assert.equal(
+      (await api(peer, 'GET', '/api/v1/nodes', undefined, readKey)).status,
+      401,
+      'a revoked key is refused',
+    );
     // Keys survive a restart (their digests are in the store).
-    const admin = await call<{ key: string }>('POST', '/api/v1/keys', peer.apiKey, {
-      name: 'ops',
-      scope: 'admin',
-    });
+    const admin = await api<{ key: string }>(peer, 'POST', '/api/v1/keys', { name: 'ops', scope: 'admin' });
     await peer.stop();
     peer = await cluster.start({ name: 'keys', dataDir: peer.dataDir });
-    assert.equal((await call('GET', '/api/v1/server', admin.body.key)).status, 200);
+    assert.equal((await api(peer, 'GET', '/api/v1/server', undefined, admin.body.key)).status, 200);
   });
 
   test('GET /api/v1/openapi.json is a valid OpenAPI document of every route', async () => {

@@ -42,6 +42,7 @@ export class PeerProcess {
   url = '';
   readonly exited: Promise<number | null>;
   stderr = '';
+  #apiKey: string | undefined;
 
   constructor(name: string, dataDir: string, child: ChildProcess) {
     this.name = name;
@@ -53,9 +54,10 @@ export class PeerProcess {
     });
   }
 
-  /** The admin key, from the data directory (where the peer keeps it). */
+  /** The admin key, from the data directory (where the peer keeps it), read once it is there. */
   get apiKey(): string {
-    return readFileSync(join(this.dataDir, 'admin.key'), 'utf8').trim();
+    this.#apiKey ??= readFileSync(join(this.dataDir, 'admin.key'), 'utf8').trim();
+    return this.#apiKey;
   }
 
   get alive(): boolean {
@@ -106,12 +108,17 @@ export class TestCluster {
   readonly beaconPort: number;
   readonly config: Partial<Config>;
   readonly peers: PeerProcess[] = [];
+  /** How long a peer may take to report ready (a boot storm on a busy machine takes longer). */
+  readonly readyTimeoutMs: number;
   #count = 0;
 
-  constructor(options: { secret?: string; beaconPort?: number; config?: Partial<Config> } = {}) {
+  constructor(
+    options: { secret?: string; beaconPort?: number; config?: Partial<Config>; readyTimeoutMs?: number } = {},
+  ) {
     this.secret = options.secret ?? randomBytes(32).toString('base64url');
     this.beaconPort = options.beaconPort ?? 20_000 + Math.floor(Math.random() * 20_000);
     this.config = options.config ?? {};
+    this.readyTimeoutMs = options.readyTimeoutMs ?? 20_000;
   }
 
   async start(options: PeerOptions = {}): Promise<PeerProcess> {
@@ -140,7 +147,7 @@ export class TestCluster {
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     const peer = new PeerProcess(name, dataDir, child);
     this.peers.push(peer);
-    const ready = await readyMessage(child, name, 20_000, () => peer.stderr);
+    const ready = await readyMessage(child, name, this.readyTimeoutMs, () => peer.stderr);
     peer.id = ready.id;
     peer.port = ready.port;
     // A peer in another network namespace is not reachable at 127.0.0.1 from here: no url.
@@ -207,9 +214,8 @@ export async function call<T = unknown>(
   method: string,
   path: string,
   body?: unknown,
-  key?: string,
 ): Promise<T> {
-  const res = await api<T>(peer, method, path, body, key);
+  const res = await api<T>(peer, method, path, body);
   if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;
 }
@@ -247,11 +253,13 @@ export async function waitFor<T>(
   }
 }
 
-/** True when every peer sees every other one connected. */
-export async function fullMesh(peers: PeerProcess[]): Promise<boolean> {
+/** True when every peer sees every other one connected (`direct`: over a link of their own). */
+export async function fullMesh(peers: PeerProcess[], options: { direct?: boolean } = {}): Promise<boolean> {
   const views = await Promise.all(peers.map((p) => p.peers()));
+  const linked = (v: PeerView): boolean =>
+    v.state === 'connected' && (!options.direct || v.route === 'direct');
   return views.every((view, i) =>
-    peers.every((other, j) => i === j || view.some((v) => v.id === other.id && v.state === 'connected')),
+    peers.every((other, j) => i === j || view.some((v) => v.id === other.id && linked(v))),
   );
 }
 

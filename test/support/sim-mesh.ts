@@ -394,7 +394,7 @@ export class SimMesh {
     const carried: Carried = {
       from,
       to,
-      wire: JSON.stringify(message),
+      wire: Buffer.isBuffer(sent) ? sent.toString('utf8') : JSON.stringify(message),
       type,
       at: Math.max(last, this.time.now() + latency),
     };
