@@ -67,7 +67,7 @@ export async function api(method, path, body, key = apiKey.get()) {
  * The live stream. `open()` connects and authenticates; the owner reconnects after `onDown`.
  * Writes made while it is not open fail at once so the caller can use HTTP instead.
  */
-export class Stream {
+class Stream {
   #ws = null;
   #rid = 0;
   #pending = new Map();

@@ -191,11 +191,7 @@ function ConnPill() {
 
 function Header() {
   useTopic('self');
-  const forget = () => {
-    stream.close();
-    apiKey.clear();
-    setConn('key', 0, '');
-  };
+  const forget = () => askForKey('');
   return html`<header class="top">
     <div class="brand"><${Logo} /><b>shoal</b></div>
     <div class="where">${state.self ? html`on <b>${state.self.name}</b>` : null}</div>

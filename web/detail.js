@@ -15,6 +15,7 @@ import {
   formatRtt,
   onValue,
   pathOf,
+  routeOf,
   select,
   serverName,
   serverState,
@@ -102,7 +103,6 @@ function Overview() {
 }
 
 function Detail({ node }) {
-  useTopic(`node:${node.id}`);
   const path = [];
   for (let n = node.parent ? state.nodes.get(node.parent) : undefined, hops = 0; n && hops < 64; hops++) {
     path.unshift(n);
@@ -297,16 +297,7 @@ function ServerView({ node }) {
       self ? `${location.hostname}:${self.port}` : peer?.address ? `${peer.address}:${peer.port}` : '–',
     ],
     ['Round trip', self ? '–' : peer?.state === 'connected' ? formatRtt(peer.rttMs) : '–'],
-    [
-      'Route',
-      self
-        ? '–'
-        : peer?.route == null
-          ? 'unreachable'
-          : peer.route === 'direct'
-            ? 'direct'
-            : `via ${serverName(peer.route)}`,
-    ],
+    ['Route', self ? '–' : (routeOf(peer) ?? 'unreachable')],
     ['Model', (self ?? peer)?.model ?? node.meta?.model ?? '–'],
     ['System', (self ?? peer)?.os ?? node.meta?.os ?? '–'],
     ['Version', (self ?? peer)?.version ?? node.meta?.version ?? '–'],

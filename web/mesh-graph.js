@@ -6,10 +6,8 @@
  */
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { formatRtt, select, serverName, state } from './store.js';
+import { collator, formatRtt, select, serverName, state } from './store.js';
 import { html, useTopic } from './view.js';
-
-const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
 
 /** Links slower than these (ms) are drawn amber, then red. */
 const RTT_SLOW = 10;

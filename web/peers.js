@@ -3,10 +3,9 @@
  * since when, address, round-trip time, route (direct or through which peer), and metadata.
  */
 
-import { ago, formatRtt, select, serverName, state } from './store.js';
+import { ago, collator, formatRtt, routeOf, select, state } from './store.js';
 import { html, useTick, useTopic } from './view.js';
 
-const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
 const STATE_TEXT = {
   self: 'this server',
   connected: 'connected',
@@ -51,7 +50,7 @@ export function PeersTable() {
             <td title=${p.since}>${STATE_TEXT[p.state] ?? p.state} <span class="muted">${ago(Date.parse(p.since), now).replace(' ago', '')}</span></td>
             <td class="mono">${p.address ? `${p.address}:${p.port}` : '–'}</td>
             <td class="num">${p.state === 'connected' ? formatRtt(p.rttMs) : '–'}</td>
-            <td>${p.route == null ? '–' : p.route === 'direct' ? 'direct' : `via ${serverName(p.route)}`}</td>
+            <td>${routeOf(p) ?? '–'}</td>
             <td>${p.model}</td><td>${p.os}</td><td>${p.version}</td>
             <td title=${p.lastSeen ?? ''}>${p.lastSeen ? ago(Date.parse(p.lastSeen), now) : 'never'}</td>
           </tr>`,

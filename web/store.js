@@ -57,7 +57,6 @@ export const state = {
   /** Messages for the user: {id, kind: 'error'|'ok', text}. */
   toasts: [],
   /** Changes whenever the tree's shape (not a value) changes. */
-  treeVersion: 0,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -115,7 +114,7 @@ export const onValue = (id, listener) => listen(valueListeners, id, listener);
 /** Calls `listener([{t, value}])` with the values of `id` received since the last frame. */
 export const onPoints = (id, listener) => listen(pointListeners, id, listener);
 
-export function mark(topic) {
+function mark(topic) {
   dirtyTopics.add(topic);
   schedule();
 }
@@ -128,7 +127,8 @@ function markValue(id) {
 // ---------------------------------------------------------------------------------------------
 // The node tree
 
-const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+/** Orders names as people expect ("sensor 2" before "sensor 10"), in every list of the page. */
+export const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
 const TYPE_RANK = { Server: 0, Project: 1, DataPoint: 2 };
 const rank = (type) => TYPE_RANK[type] ?? (TRIGGER_TYPES.includes(type) ? 3 : 4);
 
@@ -168,9 +168,9 @@ export function treeIndex() {
   return index;
 }
 
+/** The tree changed: `treeIndex()` makes a new index (a new object, which views memoize on). */
 function treeChanged() {
   index = null;
-  state.treeVersion++;
   mark('tree');
 }
 
@@ -188,6 +188,12 @@ export function pathOf(id) {
 export function serverName(id) {
   if (state.self?.id === id) return state.self.name;
   return state.peers.get(id)?.name ?? state.nodes.get(id)?.name ?? `${String(id).slice(0, 8)}…`;
+}
+
+/** How a peer is reached: 'direct', 'via NAME', or undefined when it is not reachable. */
+export function routeOf(peer) {
+  if (peer?.route == null) return undefined;
+  return peer.route === 'direct' ? 'direct' : `via ${serverName(peer.route)}`;
 }
 
 /** 'self' | 'connected' | 'connecting' | 'disconnected' | 'unknown' for a server id. */
@@ -244,8 +250,12 @@ export function setPeers(peers) {
   state.peers = new Map(peers.map((p) => [p.id, p]));
   mark('peers');
   // The tree shows each owner's state and name; most polls change neither.
-  const changed = (p) => before.get(p.id)?.state !== p.state || before.get(p.id)?.name !== p.name;
-  if (peers.length !== before.size || peers.some(changed)) mark('tree');
+  if (peers.length !== before.size || peers.some((p) => treeShowsChange(before.get(p.id), p))) mark('tree');
+}
+
+/** True when the tree shows a peer differently after `peer` (its state or name). */
+function treeShowsChange(before, peer) {
+  return !before || before.state !== peer.state || before.name !== peer.name;
 }
 
 let meshText = '';
@@ -307,7 +317,6 @@ function applyNode(op, node, at) {
   } else {
     state.nodes.set(node.id, node);
     treeChanged();
-    mark(`node:${node.id}`);
   }
   if (node.type === 'DataPoint' && 'value' in node && pointListeners.has(node.id)) {
     const point = { t: Date.parse(node.updatedAt) || at, value: node.value };
@@ -341,7 +350,7 @@ function applyPeer(peer, at) {
   meshText = '';
   mark('mesh');
   mark('peers');
-  mark('tree');
+  if (treeShowsChange(before, peer)) mark('tree');
 }
 
 function applyAutomation(event, at) {
@@ -361,7 +370,7 @@ function applyAutomation(event, at) {
 
 function routeText(peer) {
   if (peer.state !== 'connected') return '';
-  if (peer.route && peer.route !== 'direct') return ` (via ${serverName(peer.route)})`;
+  if (peer.route && peer.route !== 'direct') return ` (${routeOf(peer)})`;
   return peer.rttMs == null ? '' : ` (${formatRtt(peer.rttMs)})`;
 }
 

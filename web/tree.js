@@ -99,7 +99,7 @@ export function NodeTree() {
   const [collapsed, setCollapsed] = useState(() => new Set());
   const query = filter.trim().toLowerCase();
   const index = treeIndex();
-  const rows = useMemo(() => flatten(index, query, collapsed), [state.treeVersion, query, collapsed]);
+  const rows = useMemo(() => flatten(index, query, collapsed), [index, query, collapsed]);
   const toggle = useCallback(
     (id) =>
       setCollapsed((old) => {
@@ -118,7 +118,7 @@ export function NodeTree() {
     let n = 0;
     for (const node of state.nodes.values()) if (node.type === 'DataPoint') n++;
     return n;
-  }, [state.treeVersion]);
+  }, [index]);
 
   return html`<div class="tree-card">
     <div class="toolbar">
