@@ -210,9 +210,7 @@ export async function mosquittoSuite(ctx: SuiteContext, plan: FanOutPlan): Promi
     const set = new MosquittoSet(n - 1);
     try {
       await set.start();
-      const settle = async (): Promise<void> => {
-        await sleep(500);
-      };
+      const settle = (): Promise<void> => sleep(500);
       const warm = await paced(set, 200, 2000, 60_000);
       ctx.log(`  warm-up ${describeStep(warm)}`);
       await settle();
@@ -223,13 +221,14 @@ export async function mosquittoSuite(ctx: SuiteContext, plan: FanOutPlan): Promi
         const t0 = performance.now();
         const step = await paced(set, rate, duration, 60_000);
         const wall = performance.now() - t0;
-        const cpu = pids.map((pid, i) => ((cpuMs(pid) - cpu0[i]!) / wall) * 100);
+        const usedMs = pids.map((pid, i) => cpuMs(pid) - cpu0[i]!);
+        const cpu = usedMs.map((ms) => (ms / wall) * 100);
         steps.push(step);
         ctx.log(`  ${describeStep(step)}`);
-        const perMessage = (percent: number): number => (percent * wall * 10) / Math.max(1, step.sent);
+        const perMessage = (ms: number): number => (ms * 1000) / Math.max(1, step.sent);
         const used = {
-          brokerUs: perMessage(cpu[0]!),
-          allUs: perMessage(cpu.reduce((sum, x) => sum + x, 0)),
+          brokerUs: perMessage(usedMs[0]!),
+          allUs: perMessage(usedMs.reduce((sum, x) => sum + x, 0)),
         };
         step.cpu = used;
         ctx.log(

@@ -32,6 +32,7 @@ import type { Config } from '../src/config.ts';
 import { fullMesh, waitFor } from '../test/support/cluster.ts';
 import { Fleet, type FleetPeer, randomBeaconPort } from './fleet.ts';
 import { cpuMs, memory } from './proc-stats.ts';
+import { fixedWidth } from './summary.ts';
 
 // --- Figures -------------------------------------------------------------------------------
 
@@ -73,13 +74,7 @@ export function figureTable(figures: Figure[]): string {
     f.target?.text ?? '',
     f.target ? (f.target.pass ? 'PASS' : 'FAIL') : '',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === 1 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+  return fixedWidth(header, rows, new Set([1]));
 }
 
 /** `BENCH key: value unit [target … PASS|FAIL]`. */
@@ -256,6 +251,12 @@ export class StreamClient {
     }
     this.onText?.(text, at);
   }
+}
+
+/** Why the first of `clients` whose stream the server closed is gone, if one is. */
+function closedStream(clients: StreamClient[]): string | undefined {
+  const c = clients.find((client) => client.closed);
+  return c?.closed && `${c.name}'s stream closed (${c.closed.code} ${c.closed.reason})`;
 }
 
 /**
@@ -679,17 +680,11 @@ class ShoalLoad implements Load {
   }
 
   broken(): string | undefined {
-    for (const c of [this.writer, ...this.watchers]) {
-      if (c.closed) return `${c.name}'s stream closed (${c.closed.code} ${c.closed.reason})`;
-    }
-    return undefined;
+    return closedStream([this.writer]) ?? this.blind();
   }
 
   blind(): string | undefined {
-    for (const c of this.watchers) {
-      if (c.closed) return `${c.name}'s stream closed (${c.closed.code} ${c.closed.reason})`;
-    }
-    return undefined;
+    return closedStream(this.watchers);
   }
 }
 

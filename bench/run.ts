@@ -155,8 +155,7 @@ async function main(argv: string[]): Promise<number> {
       details[key] = value;
     },
     warnings(scenario, lines) {
-      diagnostics[scenario] ??= { counters: {}, notes: [], warnings: [] };
-      diagnostics[scenario].warnings.push(...lines);
+      ctx.diagnostics(scenario).warnings.push(...lines);
     },
   };
   const ctx: ScenarioContext = {
@@ -190,53 +189,43 @@ async function main(argv: string[]): Promise<number> {
 
   let shoalFindings: ReplicationFindings | undefined;
   let mqttFindings: MosquittoFindings | undefined;
-  const mesh: [string, () => Promise<void>][] = [
-    ...plan.formation.map(([n, runs]): [string, () => Promise<void>] => [
-      `formation of ${n} (${runs} runs)`,
-      () => formation(ctx, n, runs),
-    ]),
-    [
-      `failure detection in a mesh of ${plan.failureMesh} (${plan.failureReps} rounds each)`,
-      () => failures(ctx, plan.failureMesh, plan.failureReps),
+  type Scenario = [name: string, run: () => Promise<void>];
+  const bySuite: Record<Suite, Scenario[]> = {
+    mesh: [
+      ...plan.formation.map(
+        ([n, runs]): Scenario => [`formation of ${n} (${runs} runs)`, () => formation(ctx, n, runs)],
+      ),
+      [
+        `failure detection in a mesh of ${plan.failureMesh} (${plan.failureReps} rounds each)`,
+        () => failures(ctx, plan.failureMesh, plan.failureReps),
+      ],
+      [
+        `idle cost in a mesh of ${plan.idlePeers}`,
+        () => idle(ctx, plan.idlePeers, plan.settleMs, plan.windowMs),
+      ],
     ],
-    [
-      `idle cost in a mesh of ${plan.idlePeers}`,
-      () => idle(ctx, plan.idlePeers, plan.settleMs, plan.windowMs),
+    replication: [
+      [
+        'replication (issue 3)',
+        async () => {
+          shoalFindings = await replicationSuite(suiteCtx, plan.replication);
+        },
+      ],
     ],
-  ];
-  const scenarios: [string, () => Promise<void>][] = [
-    ...(suites.includes('mesh') ? mesh : []),
-    ...(suites.includes('replication')
-      ? [
-          [
-            'replication (issue 3)',
-            async () => {
-              shoalFindings = await replicationSuite(suiteCtx, plan.replication);
-            },
-          ] as [string, () => Promise<void>],
-        ]
-      : []),
-    ...(suites.includes('mosquitto')
-      ? [
-          [
-            'Mosquitto side by side',
-            async () => {
-              // The same fan-out runs as the replication suite, so that the two compare.
-              mqttFindings = await mosquittoSuite(suiteCtx, plan.replication);
-              if (shoalFindings) compare(suiteCtx, plan.replication, shoalFindings, mqttFindings);
-            },
-          ] as [string, () => Promise<void>],
-        ]
-      : []),
-    ...(suites.includes('automation')
-      ? [
-          ['automation (issue 5)', () => automationSuite(suiteCtx, plan.automation)] as [
-            string,
-            () => Promise<void>,
-          ],
-        ]
-      : []),
-  ];
+    mosquitto: [
+      [
+        'Mosquitto side by side',
+        async () => {
+          // The same fan-out runs as the replication suite, so that the two compare.
+          mqttFindings = await mosquittoSuite(suiteCtx, plan.replication);
+          if (shoalFindings) compare(suiteCtx, plan.replication, shoalFindings, mqttFindings);
+        },
+      ],
+    ],
+    automation: [['automation (issue 5)', () => automationSuite(suiteCtx, plan.automation)]],
+  };
+  // In SUITES order, whatever the order of --only: Mosquitto compares with replication's findings.
+  const scenarios = SUITES.filter((suite) => suites.includes(suite)).flatMap((suite) => bySuite[suite]);
   for (const [name, run] of scenarios) {
     log(`\n== ${name} (load average ${(loadavg()[0] ?? 0).toFixed(2)})`);
     const t0 = Date.now();

@@ -73,8 +73,12 @@ export function table(metrics: Metric[]): string {
       verdict(m),
     ];
   });
+  return fixedWidth(header, rows, new Set([2, 3, 4, 5]));
+}
+
+/** A header, a rule and the rows in columns as wide as their widest cell; `right`: columns of numbers. */
+export function fixedWidth(header: string[], rows: string[][], right: ReadonlySet<number>): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const right = new Set([2, 3, 4, 5]);
   const line = (cells: string[]) =>
     cells
       .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))

@@ -11,9 +11,9 @@ import { RANGES, SeriesChart } from './chart.js';
 import { meshSummary } from './mesh-graph.js';
 import {
   ago,
+  ancestors,
   CHILD_TYPES,
   formatRtt,
-  onValue,
   pathOf,
   routeOf,
   select,
@@ -24,7 +24,7 @@ import {
   toast,
   treeIndex,
 } from './store.js';
-import { html, Icon, kindOf, LiveValue, NodeLink, useTick, useTopic } from './view.js';
+import { html, Icon, kindOf, LiveValue, NodeLink, runCount, useTick, useTopic, useValue } from './view.js';
 
 /** Runs a write; on failure shows the API's message and returns undefined. */
 async function attempt(setError, write, done) {
@@ -103,11 +103,7 @@ function Overview() {
 }
 
 function Detail({ node }) {
-  const path = [];
-  for (let n = node.parent ? state.nodes.get(node.parent) : undefined, hops = 0; n && hops < 64; hops++) {
-    path.unshift(n);
-    n = n.parent ? state.nodes.get(n.parent) : undefined;
-  }
+  const path = ancestors(node.id).slice(0, -1);
   const kind = kindOf(node.type);
   const ownerState = serverState(node.owner);
   return html`<div class="detail" data-detail-id=${node.id}>
@@ -176,8 +172,7 @@ function Title({ node }) {
 
 function Updated({ node }) {
   useTick(1000);
-  const [, setSeen] = useState(0);
-  useEffect(() => onValue(node.id, () => setSeen((n) => n + 1)), [node.id]);
+  useValue(node.id);
   return html`<span class="muted" title=${node.updatedAt}>changed ${ago(Date.parse(node.updatedAt))}</span>`;
 }
 
@@ -251,10 +246,9 @@ function SetValueForm({ node, kind }) {
 }
 
 function AutomationView({ node }) {
-  const [, setSeen] = useState(0);
   const [error, setError] = useState('');
   useTick(1000);
-  useEffect(() => onValue(node.id, () => setSeen((n) => n + 1)), [node.id]);
+  useValue(node.id);
   const s = node.state;
   const refs = ['target', 'prefer'].filter((k) => typeof node.meta?.[k] === 'string');
   return html`<section class="automation">
@@ -262,7 +256,7 @@ function AutomationView({ node }) {
       s
         ? html`<div class=${`runbox ${s.ok === false ? 'bad' : 'ok'}`}>
             <b>${s.ok === false ? 'Failed' : 'OK'}</b>
-            <span>${s.runs ?? 0} ${TRIGGER_TYPES.includes(node.type) ? 'fires' : 'runs'} on ${serverName(s.runner)}</span>
+            <span>${runCount(node)} on ${serverName(s.runner)}</span>
             <span class="muted">last ${ago(Date.parse(s.lastRun))}</span>
             ${s.error ? html`<p class="mono">${s.error}</p>` : null}
             ${s.result !== undefined && !s.error ? html`<p class="mono">result: ${JSON.stringify(s.result)}</p>` : null}

@@ -174,14 +174,19 @@ function treeChanged() {
   mark('tree');
 }
 
-/** The names from the root down to node `id`. */
-export function pathOf(id) {
-  const names = [];
+/** The nodes from the root down to node `id` (as far up as this page knows them). */
+export function ancestors(id) {
+  const nodes = [];
   for (let node = state.nodes.get(id), hops = 0; node && hops < 64; hops++) {
-    names.unshift(node.name);
+    nodes.push(node);
     node = node.parent ? state.nodes.get(node.parent) : undefined;
   }
-  return names;
+  return nodes.reverse();
+}
+
+/** The names from the root down to node `id`. */
+export function pathOf(id) {
+  return ancestors(id).map((node) => node.name);
 }
 
 /** The name of server `id`, or a short form of its id when it is not known. */

@@ -23,6 +23,12 @@ export function useTopic(...topics) {
   }, [key]);
 }
 
+/** Re-renders the component in the frame after node `id`'s value or state changed. */
+export function useValue(id) {
+  const [, force] = useReducer((n) => n + 1, 0);
+  useEffect(() => onValue(id, force), [id]);
+}
+
 /**
  * Re-renders the component after `topic` was marked, at most once every `ms`: for views that
  * change with every event but that nobody reads faster than that (the event log).
@@ -102,6 +108,10 @@ export function LiveValue({ id, class: className = '' }) {
   return html`<span class=${base} data-base=${base} data-value-id=${id} ref=${ref}></span>`;
 }
 
+/** "12 fires" for a trigger, "12 runs" for an executor. */
+export const runCount = (node) =>
+  `${node.state?.runs ?? 0} ${TRIGGER_TYPES.includes(node.type) ? 'fires' : 'runs'}`;
+
 /** "12 runs · ok" for an automation node, kept current like a live value. */
 export function LiveRunState({ id }) {
   const ref = useRef(null);
@@ -109,7 +119,7 @@ export function LiveRunState({ id }) {
     const el = ref.current;
     const paint = (node) => {
       const s = node?.state;
-      el.textContent = s ? `${s.runs ?? 0} ${TRIGGER_TYPES.includes(node.type) ? 'fires' : 'runs'}` : 'idle';
+      el.textContent = s ? runCount(node) : 'idle';
       el.dataset.ok = s ? String(s.ok !== false) : '';
     };
     paint(state.nodes.get(id));

@@ -25,8 +25,18 @@ interface Post {
   runner: string;
 }
 
+/** An automation node's run state as `peer` shows it. */
+interface RunState {
+  runs: number;
+  runner: string;
+}
+
+async function node(peer: PeerProcess, id: string): Promise<ShoalNode & { state?: RunState }> {
+  return (await api<ShoalNode & { state?: RunState }>(peer, 'GET', `/api/v1/nodes/${id}`)).body;
+}
+
 async function value(peer: PeerProcess, id: string): Promise<unknown> {
-  return (await api<ShoalNode>(peer, 'GET', `/api/v1/nodes/${id}`)).body.value;
+  return (await node(peer, id)).value;
 }
 
 describe('cross-server automation: the three-room example', () => {
@@ -167,10 +177,7 @@ describe('cross-server automation: the three-room example', () => {
       async () => {
         await api(a, 'PUT', `/api/v1/nodes/${livingTemp.id}/value`, { value: 20 });
         await api(b, 'PUT', `/api/v1/nodes/${bedroomTemp.id}/value`, { value: 22 });
-        const node = (
-          await api<ShoalNode & { state?: { runner: string } }>(a, 'GET', `/api/v1/nodes/${compute.id}`)
-        ).body;
-        return node.state?.runner === c.id && (await value(a, average.id)) === 21;
+        return (await node(a, compute.id)).state?.runner === c.id && (await value(a, average.id)) === 21;
       },
       20_000,
       200,
@@ -194,16 +201,7 @@ describe('cross-server automation: the three-room example', () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(await history(), [false, true, false], 'no chatter: on once, off once');
     // Run state travels by its own messages: A shows it once B's word has arrived.
-    const highState = await waitFor('the threshold’s state on A', async () => {
-      const node = (
-        await api<ShoalNode & { state?: { runs: number; runner: string } }>(
-          a,
-          'GET',
-          `/api/v1/nodes/${high.id}`,
-        )
-      ).body;
-      return node.state;
-    });
+    const highState = await waitFor('the threshold’s state on A', async () => (await node(a, high.id)).state);
     assert.equal(highState.runner, b.id, 'the threshold runs on its owner, B');
     assert.equal(highState.runs, 1, 'fired once');
   });
@@ -330,16 +328,7 @@ describe('timers: CronTimer and SilentAlarm', () => {
       async () => (await value(peer, beat.id)) === true,
       5000,
     );
-    await waitFor(
-      'a second fire',
-      async () => {
-        const node = (
-          await api<ShoalNode & { state?: { runs: number } }>(peer, 'GET', `/api/v1/nodes/${tick.id}`)
-        ).body;
-        return (node.state?.runs ?? 0) >= 2;
-      },
-      5000,
-    );
+    await waitFor('a second fire', async () => ((await node(peer, tick.id)).state?.runs ?? 0) >= 2, 5000);
 
     const sensor = await create(peer, { type: 'DataPoint', name: 'freezer sensor' });
     const silent = await create(peer, {
