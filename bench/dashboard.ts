@@ -36,7 +36,7 @@ const PEERS = peersArgument(process.argv.slice(2));
 const POINTS = 2000;
 const WRITES_PER_SECOND = 200;
 const DRIVE_MS = 20_000;
-/** Peers started at once: a boot storm on a small machine outlasts the harness's ready timeout. */
+/** Peers started at once: a boot storm of all of them would starve a small machine. */
 const START_BATCH = 5;
 /** Requests in flight at once while creating nodes. */
 const MAX_IN_FLIGHT = 64;
