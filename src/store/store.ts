@@ -301,7 +301,7 @@ export class Store {
       this.#listings.set(clause, listing);
     }
     const rows = listing.all(params);
-    return rows.map((r) => toApi(fromRow(r)));
+    return rows.map(apiFromRow);
   }
 
   /** A live node whose every ancestor is live, or undefined. */
@@ -480,15 +480,21 @@ function migrate(db: Database.Database): void {
 }
 
 function fromRow(row: NodeRow): StoredNode {
-  const { id, parent, owner, name, version, hlc } = row;
+  const node = apiFromRow(row) as StoredNode;
+  node.hlc = row.hlc;
+  node.deleted = row.deleted === 1;
+  return node;
+}
+
+/** The API's view of a row: what `toApi(fromRow(row))` gives, without the copy (see `apiNodeOf`). */
+function apiFromRow(row: NodeRow): ShoalNode {
+  const { id, parent, owner, name, version } = row;
   const type = row.type as NodeType;
   const meta = JSON.parse(row.meta) as Record<string, unknown>;
-  const updatedAt = hlcToIso(hlc);
-  const deleted = row.deleted === 1;
-  // Two literals rather than a spread of an optional value: see `apiNodeOf`.
+  const updatedAt = hlcToIso(row.hlc);
   return row.value === null
-    ? { id, type, parent, owner, name, meta, updatedAt, version, hlc, deleted }
-    : { id, type, parent, owner, name, meta, value: JSON.parse(row.value), updatedAt, version, hlc, deleted };
+    ? { id, type, parent, owner, name, meta, updatedAt, version }
+    : { id, type, parent, owner, name, meta, value: JSON.parse(row.value), updatedAt, version };
 }
 
 /**
