@@ -21,7 +21,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { decodeHlc, hlcToIso } from '../clock.ts';
+import { hlcToIso, wallOf } from '../clock.ts';
 import { ShoalError } from '../errors.ts';
 import type { NodeType } from './node-types.ts';
 import { MIGRATIONS } from './schema.ts';
@@ -361,7 +361,7 @@ export class Store {
     );
     // A value given at creation is a reading too.
     if ((op.kind === 'value' || (op.kind === 'create' && n.value !== undefined)) && n.type === 'DataPoint') {
-      this.#sql.insertPoint.run(n.id, decodeHlc(op.hlc)?.wall ?? 0, JSON.stringify(n.value ?? null));
+      this.#sql.insertPoint.run(n.id, wallOf(op.hlc) ?? 0, JSON.stringify(n.value ?? null));
     }
     return 'applied';
   }

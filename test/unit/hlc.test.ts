@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { type Clock, decodeHlc, encodeHlc, HybridClock, hlcToIso } from '../../src/clock.ts';
+import { type Clock, decodeHlc, encodeHlc, HybridClock, hlcToIso, wallOf } from '../../src/clock.ts';
 
 const EPOCH = 1_700_000_000_000;
 const MAX_DRIFT_MS = 500;
@@ -201,5 +201,34 @@ describe('HLC encoding', () => {
   test('hlcToIso shows the wall time', () => {
     assert.equal(hlcToIso(encodeHlc(EPOCH, 5)), new Date(EPOCH).toISOString());
     assert.equal(hlcToIso('garbage'), new Date(0).toISOString());
+  });
+
+  test('hlcToIso answers each stamp of any sequence with its own wall time (the cache never leaks)', () => {
+    const stampArb = fc.oneof(
+      fc
+        .tuple(fc.integer({ min: 0, max: 3 }), logicalArb)
+        .map(([ms, logical]) => encodeHlc(EPOCH + ms, logical)),
+      fc.constantFrom('garbage', '', encodeHlc(0, 0)),
+    );
+    fc.assert(
+      fc.property(fc.array(stampArb, { maxLength: 20 }), (stamps) => {
+        for (const stamp of stamps) {
+          assert.equal(hlcToIso(stamp), new Date(decodeHlc(stamp)?.wall ?? 0).toISOString());
+        }
+      }),
+    );
+  });
+
+  test('anything but 15 digits, a dash and 6 digits is no stamp', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 30 }).filter((s) => !/^\d{15}-\d{6}$/.test(s)),
+        (text) => {
+          assert.equal(decodeHlc(text), undefined);
+          assert.equal(wallOf(text), undefined);
+        },
+      ),
+    );
+    assert.equal(decodeHlc(`${encodeHlc(EPOCH, 1)}\n`), undefined);
   });
 });
