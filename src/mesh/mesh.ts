@@ -445,6 +445,11 @@ export class Mesh {
     return route && route !== 'direct' && this.#direct.has(route) ? route : undefined;
   }
 
+  /** Goes up whenever `linked` may answer differently (the peer table moved). */
+  get linkVersion(): number {
+    return this.table.version;
+  }
+
   /** True when the link state says `a` and `b` are directly linked (both say so). */
   linked(a: string, b: string): boolean {
     // Asked for every (peer, owner) pair at every replication flush and for every replicated op:

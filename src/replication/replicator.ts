@@ -63,6 +63,8 @@ export interface MeshPort {
   directPeers(): string[];
   nextHop(peerId: string): string | undefined;
   linked(a: string, b: string): boolean;
+  /** Goes up whenever `linked` may answer differently. */
+  readonly linkVersion: number;
 }
 
 export interface ReplicatorDeps {
@@ -121,6 +123,9 @@ export class Replicator implements MeshApplication {
   readonly #vv = new Map<string, number>();
   /** Per direct peer: per owner, the seq that peer is known to have. Undefined until its vv. */
   readonly #cursors = new Map<string, Map<string, number> | undefined>();
+  /** Per owner, the direct peers that get its ops from us (`#serves`), while links stay put. */
+  readonly #servedTo = new Map<string, string[]>();
+  #servedVersion = -1;
   /** The highest seq of each owner heard of (in ops or version vectors), for the lag metric. */
   readonly #heads = new Map<string, number>();
   /** Ops that arrived past a gap, per owner, by seq. */
@@ -243,11 +248,13 @@ export class Replicator implements MeshApplication {
 
   linkUp(peerId: string): void {
     this.#cursors.set(peerId, undefined);
+    this.#servedTo.clear();
     this.#deps.mesh.send(peerId, { t: 'vv', vv: this.versionVector() });
   }
 
   linkDown(peerId: string): void {
     this.#cursors.delete(peerId);
+    this.#servedTo.clear();
   }
 
   routesChanged(): void {
@@ -472,7 +479,8 @@ export class Replicator implements MeshApplication {
     }
     this.#cascade(orphaned);
     this.#wakeWaiters();
-    for (const op of ops) this.#scheduleFlush(op.owner);
+    // In a full mesh a replica passes nothing on: no flush to schedule for every op it gets.
+    for (const op of ops) if (this.#servesAnyone(op.owner)) this.#scheduleFlush(op.owner);
   }
 
   /** Deletes nodes of this server left under another owner's deleted node. */
@@ -527,9 +535,12 @@ export class Replicator implements MeshApplication {
     let lagging = false;
     // Peers mostly lack the same ops: each batch is read and encoded once, then sealed per link.
     const batches = new Map<string, { last: number; message: Buffer }>();
-    const owners = this.#flushAll ? [...this.#vv.keys()] : [...this.#unflushed];
+    const owners = (this.#flushAll ? [...this.#vv.keys()] : [...this.#unflushed]).filter((owner) =>
+      this.#servesAnyone(owner),
+    );
     this.#flushAll = false;
     this.#unflushed.clear();
+    if (owners.length === 0) return;
     for (const [peer, cursors] of this.#cursors) {
       if (!cursors) continue;
       for (const owner of owners) {
@@ -604,9 +615,25 @@ export class Replicator implements MeshApplication {
 
   /** True when some direct peer should get `owner`'s ops from us. */
   #servesAnyone(owner: string): boolean {
-    if (owner === this.#deps.selfId) return true;
-    for (const peer of this.#cursors.keys()) if (this.#serves(peer, owner)) return true;
-    return false;
+    return owner === this.#deps.selfId || this.#servedPeers(owner).length > 0;
+  }
+
+  /**
+   * The direct peers that should get `owner`'s ops from us, worked out again only when links
+   * move: asked for every op a replica applies, and a mesh of 25 has 24 peers to ask about.
+   */
+  #servedPeers(owner: string): string[] {
+    const version = this.#deps.mesh.linkVersion;
+    if (version !== this.#servedVersion) {
+      this.#servedTo.clear();
+      this.#servedVersion = version;
+    }
+    let peers = this.#servedTo.get(owner);
+    if (!peers) {
+      peers = [...this.#cursors.keys()].filter((peer) => this.#serves(peer, owner));
+      this.#servedTo.set(owner, peers);
+    }
+    return peers;
   }
 
   /** True when `peer` should get `owner`'s ops from us (see the module comment). */

@@ -223,6 +223,8 @@ export class SimMesh {
   readonly #links = new Map<string, SimLink>();
   /** Messages delivered past any link (duplicates and reordered ones). */
   readonly #loose: Carried[] = [];
+  /** Goes up with every link that comes up or goes down (MeshPort.linkVersion). */
+  #linkVersion = 0;
 
   constructor(options: SimMeshOptions) {
     this.#options = { maxLatencyMs: 2, congestion: 0, duplicateOps: 0, reorderOps: 0, ...options };
@@ -231,12 +233,16 @@ export class SimMesh {
 
   /** The MeshPort of peer `id`, for its Replicator; `attach` the Replicator next. */
   port(id: string): MeshPort {
+    const sim = this;
     return {
       send: (peer, message) => this.#send(id, peer, message),
       congested: () => this.#options.congestion > 0 && this.#random() < this.#options.congestion,
       directPeers: () => this.neighbours(id),
       nextHop: (peer) => this.#nextHop(id, peer),
       linked: (a, b) => this.isUp(a, b),
+      get linkVersion() {
+        return sim.#linkVersion;
+      },
     };
   }
 
@@ -256,6 +262,7 @@ export class SimMesh {
   connect(a: string, b: string): void {
     if (a === b || this.isUp(a, b)) return;
     this.#links.set(linkKey(a, b), { up: true, queues: new Map() });
+    this.#linkVersion++;
     this.#apps.get(a)?.linkUp(b);
     this.#apps.get(b)?.linkUp(a);
     this.#routesChanged();
@@ -266,6 +273,7 @@ export class SimMesh {
     const link = this.#links.get(linkKey(a, b));
     if (!link?.up) return;
     link.up = false;
+    this.#linkVersion++;
     for (const queue of link.queues.values()) this.stats.dropped += queue.length;
     link.queues.clear();
     this.#apps.get(a)?.linkDown(b);
