@@ -52,4 +52,10 @@ export const MIGRATIONS: readonly string[] = [
     created_at  TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 3: nodes_owner without the version. Nothing looks nodes up by version, and with it in the
+  // index every value op moved an index entry: a page more written for every reading.
+  `
+  DROP INDEX nodes_owner;
+  CREATE INDEX nodes_owner ON nodes (owner);
+  `,
 ];

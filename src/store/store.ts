@@ -133,6 +133,13 @@ export class Store {
            name = excluded.name, meta = excluded.meta, value = excluded.value, hlc = excluded.hlc,
            version = excluded.version, deleted = excluded.deleted`,
       ),
+      // A value op changes only value, hlc and version (the rest of the state it carries is the
+      // row's already): an UPDATE that sets nothing indexed writes one page of the nodes table,
+      // where the upsert rewrote the parent and owner index entries too.
+      setValue: db.prepare(
+        `UPDATE nodes SET value = ?, hlc = ?, version = ?
+         WHERE id = ? AND owner = ? AND type = ? AND parent IS ? AND name = ? AND meta = ? AND deleted = 0`,
+      ),
       insertOp: db.prepare('INSERT OR IGNORE INTO ops (owner, seq, body) VALUES (?, ?, ?)'),
       opsAfter: db.prepare<[string, number, number], { body: string }>(
         'SELECT body FROM ops WHERE owner = ? AND seq > ? ORDER BY seq LIMIT ?',
@@ -347,18 +354,28 @@ export class Store {
     this.#owners.set(op.owner, { applied: op.seq, logFloor });
     this.#dirtyOwners.add(op.owner);
     const n = op.node;
-    this.#sql.upsertNode.run(
-      n.id,
-      n.type,
-      n.parent,
-      op.owner,
-      n.name,
-      JSON.stringify(n.meta),
-      n.value === undefined ? null : JSON.stringify(n.value),
-      op.hlc,
-      op.seq,
-      op.kind === 'delete' ? 1 : 0,
-    );
+    const meta = JSON.stringify(n.meta);
+    const value = n.value === undefined ? null : JSON.stringify(n.value);
+    // Any other op, or a value op whose node is not there as it says (never in sequence order,
+    // but the row is the truth to keep): the whole state.
+    const narrow =
+      op.kind === 'value' &&
+      this.#sql.setValue.run(value, op.hlc, op.seq, n.id, op.owner, n.type, n.parent, n.name, meta)
+        .changes === 1;
+    if (!narrow) {
+      this.#sql.upsertNode.run(
+        n.id,
+        n.type,
+        n.parent,
+        op.owner,
+        n.name,
+        meta,
+        value,
+        op.hlc,
+        op.seq,
+        op.kind === 'delete' ? 1 : 0,
+      );
+    }
     // A value given at creation is a reading too.
     if ((op.kind === 'value' || (op.kind === 'create' && n.value !== undefined)) && n.type === 'DataPoint') {
       this.#sql.insertPoint.run(n.id, wallOf(op.hlc) ?? 0, JSON.stringify(n.value ?? null));

@@ -6,9 +6,9 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
@@ -248,6 +248,57 @@ describe('Store: applying ops', () => {
           store.close();
         },
       ),
+    );
+  });
+});
+
+describe('Store: value ops', () => {
+  test('any run of ops leaves the node as its last op says, the narrow value update included', () => {
+    const step = fc.oneof(
+      fc.record({
+        kind: fc.constant<OpKind>('value'),
+        value: fc.oneof(fc.double({ noNaN: true }), fc.boolean()),
+      }),
+      // A value op carrying a state that is not the row's (never in sequence order): the state wins.
+      fc.record({
+        kind: fc.constant<OpKind>('value'),
+        value: fc.integer(),
+        name: fc.string({ maxLength: 5 }),
+      }),
+      fc.record({
+        kind: fc.constant<OpKind>('update'),
+        name: fc.string({ maxLength: 5 }),
+        unit: fc.string(),
+      }),
+      fc.record({ kind: fc.constant<OpKind>('delete') }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 12 }), fc.boolean(), (steps, pending) => {
+        const store = new Store(':memory:');
+        let current: NodeState = { id: nid(1), type: 'DataPoint', parent: null, name: 't', meta: {} };
+        let seq = 1;
+        store.transaction('FULL', () => store.applyOp(op(OWNER_A, seq, 'create', current)));
+        for (const s of steps) {
+          const next: NodeState = { ...current };
+          if ('name' in s) next.name = s.name;
+          if ('unit' in s) next.meta = { unit: s.unit };
+          if ('value' in s) next.value = s.value;
+          const o = op(OWNER_A, ++seq, s.kind, next);
+          const apply = (): unknown => store.applyOp(o);
+          if (pending) store.applyPending(apply);
+          else store.transaction('FULL', apply);
+          const read = store.node(nid(1))!;
+          assert.equal(read.deleted, s.kind === 'delete');
+          assert.equal(read.version, seq);
+          if (s.kind !== 'delete') assert.deepEqual(toApi(read), apiNodeOf(o));
+          current = next;
+        }
+        assert.equal(
+          store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 100).length,
+          steps.filter((s) => s.kind === 'value').length,
+        );
+        store.close();
+      }),
     );
   });
 });
@@ -576,6 +627,41 @@ describe('Store: the database file', () => {
       'applied',
     );
     again.close();
+  });
+
+  test('a database of an older schema is brought up to date with what it holds', () => {
+    const file = tempFile();
+    mkdirSync(dirname(file), { recursive: true });
+    const old = new Database(file);
+    old.pragma('journal_mode = WAL');
+    for (const [i, sql] of MIGRATIONS.slice(0, 2).entries()) {
+      old.exec(sql);
+      old.pragma(`user_version = ${i + 1}`);
+    }
+    old
+      .prepare(
+        `INSERT INTO nodes (id, type, parent, owner, name, meta, value, hlc, version, deleted)
+         VALUES (?, 'DataPoint', NULL, ?, 'kept', '{}', '7', ?, 1, 0)`,
+      )
+      .run(nid(1), OWNER_A, encodeHlc(T0, 0));
+    old.prepare('INSERT INTO owners (owner, applied, log_floor) VALUES (?, 1, 1)').run(OWNER_A);
+    old.close();
+
+    const store = new Store(file);
+    assert.equal(store.node(nid(1))?.value, 7);
+    assert.equal(
+      store.applyOp(
+        op(OWNER_A, 2, 'value', state(nid(1), null, { type: 'DataPoint', name: 'kept', value: 8 })),
+      ),
+      'applied',
+    );
+    assert.equal(store.node(nid(1))?.value, 8);
+    store.close();
+    const raw = new Database(file, { readonly: true });
+    assert.equal(raw.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    const columns = raw.prepare('SELECT name FROM pragma_index_info(?)').pluck().all('nodes_owner');
+    assert.deepEqual(columns, ['owner']);
+    raw.close();
   });
 
   test('a database of a newer schema is refused with SHOAL_DATA_DIR and left untouched', () => {
