@@ -209,9 +209,11 @@ export const DEFAULTS: Config = {
    * 0 sends every commit on its own. */
   replicationBatchMs: 2,
   /** Ops replicated from other servers are applied, shown and passed on at once, but committed
-   * to disk together this many milliseconds later: a commit costs more than the ops in it. A
-   * crash loses at most these, which the mesh still has and sends again. 0 commits each batch. */
-  replicaCommitMs: 20,
+   * to disk together this many milliseconds later: each commit writes every page it touched, so
+   * at 50 replicated writes/s one commit each wrote ~20 KB per write, one every 250 ms ~5 KB (an
+   * SD card's wear). A crash loses at most these, which the mesh still has and sends again.
+   * 0 commits each batch. */
+  replicaCommitMs: 250,
   /** Ops that arrived ahead of a missing earlier op of their owner and wait for it, at most;
    * beyond this they are dropped and fetched again later. */
   maxPendingOps: 100_000,
