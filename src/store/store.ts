@@ -356,8 +356,8 @@ export class Store {
     const n = op.node;
     const meta = JSON.stringify(n.meta);
     const value = n.value === undefined ? null : JSON.stringify(n.value);
-    // Any other op, or a value op whose node is not there as it says (never in sequence order,
-    // but the row is the truth to keep): the whole state.
+    // Any other op, or a value op whose node is not there as its state says (not in sequence
+    // order, but an op carries the node's whole state, and that state wins): the full upsert.
     const narrow =
       op.kind === 'value' &&
       this.#sql.setValue.run(value, op.hlc, op.seq, n.id, op.owner, n.type, n.parent, n.name, meta)
@@ -378,7 +378,7 @@ export class Store {
     }
     // A value given at creation is a reading too.
     if ((op.kind === 'value' || (op.kind === 'create' && n.value !== undefined)) && n.type === 'DataPoint') {
-      this.#sql.insertPoint.run(n.id, wallOf(op.hlc) ?? 0, JSON.stringify(n.value ?? null));
+      this.#sql.insertPoint.run(n.id, wallOf(op.hlc) ?? 0, value ?? 'null');
     }
     return 'applied';
   }

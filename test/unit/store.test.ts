@@ -257,7 +257,11 @@ describe('Store: value ops', () => {
     const step = fc.oneof(
       fc.record({
         kind: fc.constant<OpKind>('value'),
-        value: fc.oneof(fc.double({ noNaN: true }), fc.boolean()),
+        // Values as JSON keeps them: -0 reads back as 0, and NaN and Infinity are no JSON.
+        value: fc.oneof(
+          fc.double({ noNaN: true, noDefaultInfinity: true }).map((v) => v + 0),
+          fc.boolean(),
+        ),
       }),
       // A value op carrying a state that is not the row's (never in sequence order): the state wins.
       fc.record({
