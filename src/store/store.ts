@@ -437,12 +437,15 @@ export class Store {
 
   /** Forgets tombstones older than `beforeHlc` whose op has left the log (snapshots cover them). */
   collectTombstones(beforeHlc: string): number {
-    return this.#sql.gcTombstones.run(beforeHlc).changes;
+    return this.transaction('NORMAL', () => this.#sql.gcTombstones.run(beforeHlc).changes);
   }
 
   /** Drops series values older than their data point's retention (or the default one). */
   pruneSeries(nowMs: number, defaultRetentionMs: number): number {
-    return this.#sql.pruneSeries.run({ now: nowMs, retention: defaultRetentionMs }).changes;
+    return this.transaction(
+      'NORMAL',
+      () => this.#sql.pruneSeries.run({ now: nowMs, retention: defaultRetentionMs }).changes,
+    );
   }
 
   apiKeys(): { id: string; name: string; scope: 'admin' | 'read'; digest: string; createdAt: string }[] {
@@ -454,14 +457,21 @@ export class Store {
       .map(({ created_at, ...r }) => ({ ...r, createdAt: created_at }));
   }
 
+  // Keys are made and revoked in transactions of their own, durable before the API answers:
+  // never inside replicated ops left pending (applyPending), which a failed commit rolls back.
   insertApiKey(k: { id: string; name: string; scope: string; digest: string; createdAt: string }): void {
-    this.#db
-      .prepare('INSERT INTO api_keys (id, name, scope, digest, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(k.id, k.name, k.scope, k.digest, k.createdAt);
+    this.transaction('FULL', () =>
+      this.#db
+        .prepare('INSERT INTO api_keys (id, name, scope, digest, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(k.id, k.name, k.scope, k.digest, k.createdAt),
+    );
   }
 
   deleteApiKey(id: string): boolean {
-    return this.#db.prepare('DELETE FROM api_keys WHERE id = ?').run(id).changes > 0;
+    return this.transaction(
+      'FULL',
+      () => this.#db.prepare('DELETE FROM api_keys WHERE id = ?').run(id).changes > 0,
+    );
   }
 
   /** Bytes of the database's pages (the write-ahead log comes on top until a checkpoint). */

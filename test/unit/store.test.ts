@@ -192,6 +192,31 @@ describe('Store: applying ops', () => {
     store.close();
   });
 
+  test('API keys and maintenance never join pending replicated ops: a key is on disk at once', () => {
+    const file = tempFile();
+    const store = new Store(file);
+    const key = { id: 'k1', name: 'ci', scope: 'read', digest: 'd1', createdAt: new Date(T0).toISOString() };
+    const keysOnDisk = (): string[] => {
+      const other = new Store(file);
+      const ids = other.apiKeys().map((k) => k.id);
+      other.close();
+      return ids;
+    };
+    store.applyPending(() => store.applyOp(op(OWNER_A, 1, 'create', state(nid(1), null))));
+    store.insertApiKey(key);
+    assert.deepEqual(keysOnDisk(), ['k1']);
+    store.applyPending(() => store.applyOp(op(OWNER_A, 2, 'update', state(nid(1), null, { name: 'b' }))));
+    assert.equal(store.deleteApiKey('k1'), true);
+    assert.deepEqual(keysOnDisk(), []);
+    store.applyPending(() => store.applyOp(op(OWNER_A, 3, 'update', state(nid(1), null, { name: 'c' }))));
+    store.pruneSeries(T0, 1000);
+    store.collectTombstones(encodeHlc(T0, 0));
+    const other = new Store(file);
+    assert.deepEqual(other.versionVector(), { [OWNER_A]: 3 }, 'what was pending committed first');
+    other.close();
+    store.close();
+  });
+
   test('applyPending: a throw undoes only its own ops; a crash (discardPending) loses the pending', () => {
     const store = new Store(':memory:');
     store.applyPending(() => store.applyOp(op(OWNER_A, 1, 'create', state(nid(1), null))));
