@@ -105,17 +105,22 @@ export function wallOf(stamp: string): number | undefined {
   return HLC_FORMAT.test(stamp) ? Number(stamp.slice(0, 15)) : undefined;
 }
 
-/**
- * The wall time of a stamp as an ISO date. Asked for every node an op or a row turns into, and
- * consecutive stamps mostly share their millisecond: the last one is formatted once.
- */
+/** The wall time of a stamp as an ISO date. */
 export function hlcToIso(stamp: string): string {
-  const wall = wallOf(stamp) ?? 0;
-  if (wall !== isoCache.wall) {
-    isoCache.wall = wall;
-    isoCache.iso = new Date(wall).toISOString();
+  return isoTime(wallOf(stamp) ?? 0);
+}
+
+/**
+ * A time (ms since the epoch) as an ISO date. Asked for every node an op or a row turns into and
+ * for every event, and consecutive times mostly share their millisecond: the last one is
+ * formatted once.
+ */
+export function isoTime(ms: number): string {
+  if (ms !== isoCache.ms) {
+    isoCache.ms = ms;
+    isoCache.iso = new Date(ms).toISOString();
   }
   return isoCache.iso;
 }
 
-const isoCache = { wall: -1, iso: '' };
+const isoCache = { ms: Number.NaN, iso: '' };

@@ -5,6 +5,7 @@
  * (see Config.eventClientBufferBytes) and catches up by reading the current state.
  */
 
+import { isoTime } from './clock.ts';
 import type { PeerView } from './mesh/peer-table.ts';
 import type { OpKind, ShoalNode } from './store/store.ts';
 
@@ -20,9 +21,6 @@ type EventBody = ShoalEvent extends infer E ? (E extends ShoalEvent ? Omit<E, 'i
 export class EventBus {
   readonly #subscribers = new Set<(event: ShoalEvent) => void>();
   #nextId = 1;
-  /** The last event time, as a number and as its ISO string (busy peers publish many per ms). */
-  #atMs = Number.NaN;
-  #at = '';
 
   /**
    * Delivers `body` to every subscriber, as the event itself: its id and time are added to it
@@ -31,17 +29,8 @@ export class EventBus {
   publish(body: EventBody): void {
     const event = body as ShoalEvent;
     event.id = this.#nextId++;
-    event.at = this.#now();
+    event.at = isoTime(Date.now()); // Busy peers publish many events per ms.
     for (const subscriber of this.#subscribers) subscriber(event);
-  }
-
-  #now(): string {
-    const ms = Date.now();
-    if (ms !== this.#atMs) {
-      this.#atMs = ms;
-      this.#at = new Date(ms).toISOString();
-    }
-    return this.#at;
   }
 
   /** Calls `subscriber` with every event from now on; returns the unsubscribe function. */

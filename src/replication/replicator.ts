@@ -471,7 +471,10 @@ export class Replicator implements MeshApplication {
     const { store, events, selfId } = this.#deps;
     const orphaned: string[] = [];
     for (const op of ops) {
-      this.#remember(op);
+      // In a full mesh a replica passes nothing on: nothing to remember or flush for its ops.
+      const served = this.#servesAnyone(op.owner);
+      this.#remember(op, served);
+      if (served) this.#scheduleFlush(op.owner);
       events.publish({ type: 'node', op: op.kind, node: apiNodeOf(op) });
       if (op.kind === 'delete' && op.owner !== selfId) {
         orphaned.push(...this.#descendants(op.node.id).filter((id) => store.node(id)?.owner === selfId));
@@ -479,8 +482,6 @@ export class Replicator implements MeshApplication {
     }
     this.#cascade(orphaned);
     this.#wakeWaiters();
-    // In a full mesh a replica passes nothing on: no flush to schedule for every op it gets.
-    for (const op of ops) if (this.#servesAnyone(op.owner)) this.#scheduleFlush(op.owner);
   }
 
   /** Deletes nodes of this server left under another owner's deleted node. */
@@ -582,13 +583,13 @@ export class Replicator implements MeshApplication {
 
   /**
    * Keeps the newest ops of each owner in memory, so sending them needs no read of the log; only
-   * while some direct peer gets that owner's ops from us. In a full mesh a replica serves nobody,
+   * while `served` (some direct peer gets that owner's ops from us). In a full mesh a replica serves nobody,
    * and thousands of ops it would never send only outlived the young heap and fed its major GCs.
    * A peer that starts serving an owner reads the log until what it remembers reaches back far
    * enough (see `#opsAfter`).
    */
-  #remember(op: Op): void {
-    if (!this.#servesAnyone(op.owner)) {
+  #remember(op: Op, served: boolean): void {
+    if (!served) {
       this.#recentOps.delete(op.owner);
       return;
     }
