@@ -1,6 +1,6 @@
 /**
  * Fleets of real peers for the benchmarks: child processes of the built CLI
- * (`dist/cli/main.js start --config FILE`, ready reported over IPC), handled through the
+ * (`dist/shoal.js start --config FILE`, ready reported over IPC), handled through the
  * integration-test harness's PeerProcess, but with the product's DEFAULTS timings rather than the
  * shortened test ones. Only what keeps a fleet on this machine differs from DEFAULTS: bound to
  * 127.0.0.1 on a free port, beacons only to 127.255.255.255 on a random high beacon port of the

@@ -6,16 +6,16 @@
 
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
+import { PACKAGE_ROOT } from '../paths.ts';
 
 const require = createRequire(import.meta.url);
 /** A file beside the main file of a package (their exports maps hide the package root). */
 const besideMain = (specifier: string, file: string): string =>
   join(dirname(require.resolve(specifier)), file);
 
-export const WEB_ROOT = fileURLToPath(new URL('../../web/', import.meta.url));
+export const WEB_ROOT = join(PACKAGE_ROOT, 'web');
 
 /** The vendored browser modules, by the name the page imports them under. */
 const VENDOR: Record<string, { file: string; type: string }> = {

@@ -1,6 +1,6 @@
 /**
  * Real peers as child processes for integration tests and benchmarks: each runs the built CLI
- * (`dist/cli/main.js start`) on 127.0.0.1 with a free port, beacons only to 127.255.255.255 on a
+ * (`dist/shoal.js start`) on 127.0.0.1 with a free port, beacons only to 127.255.255.255 on a
  * beacon port of the cluster's own, and reports readiness over IPC. Every process and temporary
  * directory a cluster makes is removed by `stop()`.
  */
@@ -17,7 +17,7 @@ import { type Config, testDefaults } from '../../src/config.ts';
 import type { PeerView } from '../../src/mesh/peer-table.ts';
 import type { ShoalNode } from '../../src/store/store.ts';
 
-export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/shoal.js', import.meta.url));
 
 export interface PeerOptions {
   name?: string;

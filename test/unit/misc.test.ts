@@ -379,7 +379,7 @@ describe('node flags', () => {
     const shebang = readFileSync(new URL('../../src/cli/main.ts', import.meta.url), 'utf8').split('\n')[0];
     assert.equal(shebang, `#!/usr/bin/env -S node ${flags}`);
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-    assert.equal(pkg.scripts.demo, `node ${flags} dist/cli/main.js demo`);
+    assert.equal(pkg.scripts.demo, `node ${flags} dist/shoal.js demo`);
   });
 });
 
