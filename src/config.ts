@@ -190,15 +190,16 @@ export const DEFAULTS: Config = {
   /** Largest HTTP request body accepted, in bytes (413 above it). */
   maxBodyBytes: 1024 * 1024,
 
-  /** When a local write is durable: "full" fsyncs every commit before the API answers, so an
-   * acknowledged write survives a power cut; "normal" survives a crash of the process but may
-   * lose the last commits in a power cut, for less wear on an SD card. Commits are grouped either
-   * way: a burst of writes costs one fsync. */
+  /** When a local write is durable: "full" fsyncs every commit before the API answers and
+   * before the write goes to any peer, so an acknowledged write survives a power cut; "normal"
+   * survives a crash of the process but may lose the last commits in a power cut, for less wear
+   * on an SD card. The fsync runs in a worker thread while the peer goes on (an SD card's fsync
+   * can take tens of ms), and one fsync covers every commit made before it started. */
   storeSync: 'full',
   /** A write forwarded to its node's owner that is not answered within this gets 503
    * (SHOAL_OWNER_UNREACHABLE); it may still have been applied, and retrying is safe. */
   forwardTimeoutMs: 5000,
-  /** Local writes waiting for their commit beyond which new ones get 503 (SHOAL_OVERLOADED):
+  /** Local writes waiting for their commit or its fsync beyond which new ones get 503 (SHOAL_OVERLOADED):
    * the backpressure writers feel instead of silent loss. */
   maxPendingWrites: 10_000,
   /** Ops per replication message. Larger batches mean fewer frames under load and bigger ones. */

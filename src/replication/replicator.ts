@@ -92,7 +92,10 @@ export interface ReplicatorOptions {
   /** Ops held back waiting for an earlier one of their owner, at most. */
   maxPendingOps: number;
   antiEntropyIntervalMs: number;
-  /** How durable a local commit is before the write is answered (Config.storeSync). */
+  /**
+   * How durable a local write is before it is answered and sent (Config.storeSync): FULL waits
+   * for an fsync of the store's log (`Store.syncLog`, off the event loop), NORMAL does not.
+   */
   localSync: 'FULL' | 'NORMAL';
 }
 
@@ -119,8 +122,20 @@ const RECENT_OPS = 5000;
 export class Replicator implements MeshApplication {
   readonly #deps: ReplicatorDeps;
   readonly #options: ReplicatorOptions;
-  /** Applied seq per owner (mirrors the store, read on every send decision). */
+  /**
+   * Applied seq per owner (mirrors the store, read on every send decision). Our own entry counts
+   * only ops known durable: nothing else is answered, evented, or sent to any peer.
+   */
   readonly #vv = new Map<string, number>();
+  /** The last seq of ours committed here, durable or not yet: the next op gets the one after. */
+  #committed = 0;
+  /** Our ops committed but not yet known durable, in order. */
+  readonly #undurable: Op[] = [];
+  /** What to do when those are durable, or their fsync failed: per commit, in order. */
+  readonly #unsynced: ((err: Error | null) => void)[] = [];
+  #syncing = false;
+  /** Local writes committed and waiting for their fsync (they count towards maxPendingWrites). */
+  #awaitingSync = 0;
   /** Per direct peer: per owner, the seq that peer is known to have. Undefined until its vv. */
   readonly #cursors = new Map<string, Map<string, number> | undefined>();
   /** Per owner, the direct peers that get its ops from us (`#serves`), while links stay put. */
@@ -168,6 +183,7 @@ export class Replicator implements MeshApplication {
     this.#deps = deps;
     this.#options = options;
     for (const [owner, seq] of Object.entries(deps.store.versionVector())) this.#vv.set(owner, seq);
+    this.#committed = this.#vv.get(deps.selfId) ?? 0;
     deps.store.onPendingLost = (err) => this.#forgetUncommitted(err);
     const m = deps.metrics;
     m.gauge(
@@ -182,9 +198,12 @@ export class Replicator implements MeshApplication {
       ['peer'],
       () => [...this.#cursors].map(([peer, cursors]) => [{ peer }, cursors ? this.#lagOf(peer, cursors) : 0]),
     );
-    m.gauge('shoal_replication_pending_writes', 'Local writes waiting for their commit.', [], () => [
-      [{}, this.#queue.length],
-    ]);
+    m.gauge(
+      'shoal_replication_pending_writes',
+      'Local writes waiting for their commit or its fsync.',
+      [],
+      () => [[{}, this.#queue.length + this.#awaitingSync]],
+    );
     m.gauge(
       'shoal_replication_lag_ops',
       'Ops of each owner heard of but not yet applied here.',
@@ -297,7 +316,7 @@ export class Replicator implements MeshApplication {
   #local(req: WriteRequest): Promise<WriteOutcome> {
     if (!this.#running)
       return Promise.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is not running'));
-    if (this.#queue.length >= this.#options.maxPendingWrites) {
+    if (this.#queue.length + this.#awaitingSync >= this.#options.maxPendingWrites) {
       this.#deps.metrics.writesRefused.inc({ reason: 'overloaded' });
       return Promise.reject(
         new ShoalError(
@@ -315,7 +334,10 @@ export class Replicator implements MeshApplication {
     });
   }
 
-  /** Commits every queued write in one transaction: one fsync for the whole group. */
+  /**
+   * Commits every queued write in one transaction, then answers them, events them and sends them
+   * on once the commit is durable (`#whenDurable`): one fsync for the whole group, or for several.
+   */
   #commit(): void {
     this.#commitScheduled = false;
     const batch = this.#queue.splice(0);
@@ -324,14 +346,14 @@ export class Replicator implements MeshApplication {
     const outcomes: (WriteOutcome | ShoalError)[] = [];
     const applied: Op[] = [];
     try {
-      store.transaction(this.#options.localSync, () => {
+      store.transaction('NORMAL', () => {
         for (const item of batch) {
           try {
             const ops = this.#opsFor(item.req);
             let last: Op | undefined;
             for (const op of ops) {
               store.applyOp(op);
-              this.#vv.set(selfId, op.seq);
+              this.#committed = op.seq;
               applied.push(op);
               last = op;
             }
@@ -345,25 +367,71 @@ export class Replicator implements MeshApplication {
       });
     } catch (err) {
       // The transaction rolled back: nothing of the batch is stored.
-      this.#vv.set(selfId, store.ownerState(selfId).applied);
+      this.#committed = store.ownerState(selfId).applied;
       this.#deps.log.error({ err }, 'commit failed');
       for (const item of batch)
         item.reject(new ShoalError('SHOAL_INTERNAL', 'the store could not commit the write'));
       return;
     }
-    batch.forEach((item, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome instanceof ShoalError) item.reject(outcome);
-      else item.resolve(outcome);
-    });
     this.#deps.metrics.opsApplied.inc({ source: 'local' }, applied.length);
-    this.#afterApply(applied);
+    this.#undurable.push(...applied);
+    this.#awaitingSync += batch.length;
+    this.#whenDurable((err) => {
+      this.#awaitingSync -= batch.length;
+      batch.forEach((item, i) => {
+        const outcome = outcomes[i]!;
+        if (outcome instanceof ShoalError) item.reject(outcome);
+        else if (err)
+          item.reject(
+            new ShoalError(
+              'SHOAL_INTERNAL',
+              `the disk did not confirm the write (${err.message}): it may or may not be stored`,
+            ),
+          );
+        else item.resolve(outcome);
+      });
+    });
+  }
+
+  /**
+   * Runs `then` once every commit so far is durable, in commit order. With localSync FULL one
+   * fsync is running at most, and the next covers every commit made meanwhile (group commit);
+   * only then do our new ops count as applied here (`#vv`), get evented and go to peers. A failed
+   * fsync (a dying disk) leaves its ops for the next one to cover: they are stored, and the mesh
+   * must not get ops of ours that a power cut could take back (we would number others the same).
+   */
+  #whenDurable(then: (err: Error | null) => void): void {
+    this.#unsynced.push(then);
+    if (this.#options.localSync === 'NORMAL') this.#durable(this.#unsynced.splice(0));
+    else if (!this.#syncing) this.#sync();
+  }
+
+  #sync(): void {
+    this.#syncing = true;
+    const waiting = this.#unsynced.splice(0);
+    const covered = this.#undurable.length;
+    this.#deps.store.syncLog((err) => {
+      this.#syncing = false;
+      if (err) {
+        this.#deps.log.error({ err }, 'fsync of the store failed');
+        for (const then of waiting) then(err);
+      } else this.#durable(waiting, covered);
+      if (this.#unsynced.length > 0) this.#sync();
+    });
+  }
+
+  /** The first `count` undurable ops are durable: count them applied, answer, event, send. */
+  #durable(waiting: ((err: Error | null) => void)[], count = this.#undurable.length): void {
+    const ops = this.#undurable.splice(0, count);
+    if (ops.length > 0) this.#vv.set(this.#deps.selfId, ops[ops.length - 1]!.seq);
+    for (const then of waiting) then(null);
+    this.#afterApply(ops);
   }
 
   /** The ops a write turns into, checked against the current state. Throws ShoalError. */
   #opsFor(req: WriteRequest): Op[] {
     const { store, selfId, hlc } = this.#deps;
-    let seq = this.#vv.get(selfId) ?? 0;
+    let seq = this.#committed;
     const op = (kind: Op['kind'], node: NodeState): Op => ({
       owner: selfId,
       seq: ++seq,
@@ -554,6 +622,11 @@ export class Replicator implements MeshApplication {
         }
         const { logFloor } = store.ownerState(owner);
         if (have + 1 < logFloor) {
+          // A snapshot of our own nodes would carry state not yet durable: after the fsync.
+          if (owner === this.#deps.selfId && this.#committed > applied) {
+            lagging = true;
+            continue;
+          }
           this.#sendSnapshot(peer, owner);
           cursors.set(owner, applied);
           continue;
@@ -561,7 +634,7 @@ export class Replicator implements MeshApplication {
         const key = `${owner}/${have}`;
         let batch = batches.get(key);
         if (!batch) {
-          const ops = this.#opsAfter(owner, have);
+          const ops = this.#opsAfter(owner, have, applied);
           if (ops.length === 0) continue;
           batch = { last: ops[ops.length - 1]!.seq, message: encodeMessage({ t: 'ops', ops }) };
           batches.set(key, batch);
@@ -603,15 +676,15 @@ export class Replicator implements MeshApplication {
     if (recent.length > RECENT_OPS * 2) recent.splice(0, recent.length - RECENT_OPS);
   }
 
-  /** Ops of `owner` after `seq`, a batch at most: from memory when recent, else from the log. */
-  #opsAfter(owner: string, seq: number): Op[] {
+  /** Ops of `owner` after `seq` up to `upTo`, a batch at most: from memory when recent, else the log. */
+  #opsAfter(owner: string, seq: number, upTo: number): Op[] {
     const recent = this.#recentOps.get(owner);
     const first = recent?.[0]?.seq;
     if (recent && first !== undefined && seq + 1 >= first && recent[recent.length - 1]!.seq > seq) {
       const start = seq + 1 - first;
-      return recent.slice(start, start + this.#options.batchOps);
+      return recent.slice(start, Math.min(start + this.#options.batchOps, upTo + 1 - first));
     }
-    return this.#deps.store.opsAfter(owner, seq, this.#options.batchOps);
+    return this.#deps.store.opsAfter(owner, seq, this.#options.batchOps, upTo);
   }
 
   /** True when some direct peer should get `owner`'s ops from us. */
@@ -721,8 +794,11 @@ export class Replicator implements MeshApplication {
   /** The commit of replicated ops failed and they were rolled back: forget them, fetch again. */
   #forgetUncommitted(err: Error): void {
     this.#deps.log.error({ err }, 'commit of replicated ops failed; fetching them again');
+    const ours = this.#vv.get(this.#deps.selfId);
     this.#vv.clear();
     for (const [owner, seq] of Object.entries(this.#deps.store.versionVector())) this.#vv.set(owner, seq);
+    // The store counts our commits still waiting for their fsync: we do not, yet.
+    if (ours !== undefined) this.#vv.set(this.#deps.selfId, ours);
     this.#recentOps.clear();
     this.#swapVectors();
   }

@@ -11,14 +11,18 @@
  * - The log of an owner holds every op from `log_floor` to `applied`; older ops were compacted
  *   away, and a peer that needs them gets a snapshot of the owner's nodes instead.
  *
- * Durability: local writes commit as `storeSync` says, by default with `synchronous=FULL` (fsync
- * before the API answers); replicated ops may commit with `synchronous=NORMAL`, since a replica
- * that loses its last replicated ops in a power cut simply fetches them again from the mesh. For
- * the same reason replicated ops may be applied in a transaction left open (`applyPending`) and
- * committed together a little later (`commitPending`): a commit costs more than applying a few ops.
+ * Durability: a transaction commits with `synchronous=FULL` (an fsync of the write-ahead log
+ * before `transaction` returns) or `NORMAL` (no fsync: lost in a power cut, not in a crash of the
+ * process). Local writes commit with NORMAL and are made durable afterwards by `syncLog`, which
+ * runs the same fsync in libuv's thread pool: the event loop goes on meanwhile, and one fsync
+ * covers every commit made before it started (group commit). Replicated ops commit with NORMAL
+ * and no `syncLog`: a replica that loses its last replicated ops in a power cut fetches them
+ * again from the mesh. For the same reason they may be applied in a transaction left open
+ * (`applyPending`) and committed together a little later (`commitPending`): a commit costs more
+ * than applying a few ops.
  */
 
-import { mkdirSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { hlcToIso, wallOf } from '../clock.ts';
@@ -108,6 +112,10 @@ export class Store {
   onPendingLost: ((err: Error) => void) | undefined;
   /** Runs a function and `#withOwners` in a transaction, or a savepoint inside one (made once). */
   readonly #inTransaction: (fn: () => unknown) => unknown;
+  /** A descriptor of the write-ahead log, for `syncLog` (none in memory). */
+  #walFd: number | undefined;
+  /** `syncLog` calls whose fsync has not returned yet; the log's descriptor outlives them. */
+  #syncsInFlight = 0;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -118,7 +126,14 @@ export class Store {
       this.#db.pragma('foreign_keys = OFF');
       this.#db.pragma('busy_timeout = 5000');
       migrate(this.#db);
+      if (file !== ':memory:') {
+        this.#walFd = openSync(`${file}-wal`, 'r');
+        // A previous run may have ended with commits still waiting for `syncLog`: they are
+        // made durable now, before any of them is answered again or sent to a peer.
+        fdatasyncSync(this.#walFd);
+      }
     } catch (err) {
+      this.#closeWal();
       throw new ShoalError('SHOAL_DATA_DIR', `store ${file}: ${(err as Error).message}`);
     }
     const db = this.#db;
@@ -141,8 +156,8 @@ export class Store {
          WHERE id = ? AND owner = ? AND type = ? AND parent IS ? AND name = ? AND meta = ? AND deleted = 0`,
       ),
       insertOp: db.prepare('INSERT OR IGNORE INTO ops (owner, seq, body) VALUES (?, ?, ?)'),
-      opsAfter: db.prepare<[string, number, number], { body: string }>(
-        'SELECT body FROM ops WHERE owner = ? AND seq > ? ORDER BY seq LIMIT ?',
+      opsAfter: db.prepare<[string, number, number, number], { body: string }>(
+        'SELECT body FROM ops WHERE owner = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
       ),
       owners: db.prepare<[], { owner: string; applied: number; log_floor: number }>('SELECT * FROM owners'),
       setApplied: db.prepare(
@@ -191,6 +206,35 @@ export class Store {
     if (!this.#db.open) return;
     this.commitPending();
     this.#db.close();
+    // An fsync still running in the thread pool closes the descriptor when it returns.
+    if (this.#syncsInFlight === 0) this.#closeWal();
+  }
+
+  /**
+   * Makes every transaction committed so far durable, as `synchronous=FULL` would have at each
+   * commit, without blocking the event loop: an fdatasync of the write-ahead log in libuv's thread
+   * pool, then `done` (with the error when the disk refused, and nothing is known to be durable).
+   * What the fsync covers is the log file, whichever descriptor it goes through; SQLite keeps
+   * that file (it truncates or rewrites it, never replaces it) while its connection is open.
+   * Commits made while it runs are covered by the next call. In memory there is nothing to sync.
+   */
+  syncLog(done: (err: Error | null) => void): void {
+    if (this.#walFd === undefined || !this.#db.open) {
+      queueMicrotask(() => done(null));
+      return;
+    }
+    this.#syncsInFlight++;
+    fdatasync(this.#walFd, (err) => {
+      this.#syncsInFlight--;
+      if (this.#syncsInFlight === 0 && !this.#db.open) this.#closeWal();
+      done(err);
+    });
+  }
+
+  #closeWal(): void {
+    if (this.#walFd === undefined) return;
+    closeSync(this.#walFd);
+    this.#walFd = undefined;
   }
 
   /** Runs `fn` in one transaction; `sync` says how durable its commit is (see the module comment). */
@@ -383,9 +427,9 @@ export class Store {
     return 'applied';
   }
 
-  /** Ops of `owner` after `afterSeq`, oldest first, at most `limit`. */
-  opsAfter(owner: string, afterSeq: number, limit: number): Op[] {
-    return this.#sql.opsAfter.all(owner, afterSeq, limit).map((r) => JSON.parse(r.body) as Op);
+  /** Ops of `owner` after `afterSeq` and up to `upTo`, oldest first, at most `limit`. */
+  opsAfter(owner: string, afterSeq: number, limit: number, upTo = Number.MAX_SAFE_INTEGER): Op[] {
+    return this.#sql.opsAfter.all(owner, afterSeq, upTo, limit).map((r) => JSON.parse(r.body) as Op);
   }
 
   /** The live nodes of an owner, for a snapshot. */

@@ -497,12 +497,14 @@ describe('replication on a simulated mesh', () => {
         fc.constantFrom(0, 0, 0.2),
         fc.integer({ min: 200, max: 1000 }),
         fc.integer({ min: 1, max: 4 }),
-        async (topo, steps, seed, congestion, forwardTimeoutMs, batchOps) => {
+        // FULL: local writes wait for Store.syncLog (a microtask in memory) before they go out.
+        fc.constantFrom<'FULL' | 'NORMAL'>('NORMAL', 'FULL'),
+        async (topo, steps, seed, congestion, forwardTimeoutMs, batchOps, localSync) => {
           await withCluster(
             topo.n,
             topo.links,
             { seed, congestion },
-            { forwardTimeoutMs, batchOps },
+            { forwardTimeoutMs, batchOps, localSync },
             async (c) => {
               const writes = await runSteps(c, steps);
               await healAndCheck(c, writes);
@@ -881,6 +883,90 @@ describe('deletes across owners', () => {
       b.replicator.sweepOrphans();
       await c.net.settle();
       for (const p of c.peers) assert.equal(p.store.node(dp.id)?.deleted, true, p.name);
+      assertConverged(c.peers);
+    });
+  });
+});
+
+describe('durable local writes (localSync FULL)', () => {
+  /** Holds every fsync of `peer`'s store until released (the real one runs in libuv's pool). */
+  function holdSyncs(peer: SimPeer): { held: () => number; release: (err?: Error) => void } {
+    const held: ((err: Error | null) => void)[] = [];
+    peer.store.syncLog = (done) => {
+      held.push(done);
+    };
+    return {
+      held: () => held.length,
+      release: (err) => {
+        for (const done of held.splice(0)) done(err ?? null);
+      },
+    };
+  }
+
+  const projects = (p: SimPeer): string[] =>
+    p.store
+      .nodes({ type: 'Project' })
+      .map((n) => n.name)
+      .sort();
+
+  test('a write is answered, evented and sent only after its fsync; one fsync covers the commits made meanwhile', async () => {
+    await withCluster(2, [[0, 1]], { seed: 11 }, { localSync: 'FULL' }, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const syncs = holdSyncs(a);
+      const before = a.store.ownerState(a.id).applied;
+      const answered: string[] = [];
+      const write = (name: string) =>
+        a.nodes.create({ type: 'Project', name }).then((node) => {
+          answered.push(name);
+          return node;
+        });
+      const one = write('one');
+      await c.net.runFor(50);
+      const two = write('two'); // Committed while the fsync of 'one' runs.
+      await c.net.runFor(50);
+      assert.equal(a.store.ownerState(a.id).applied, before + 2, 'both writes are committed');
+      assert.equal(syncs.held(), 1, 'one fsync runs at a time');
+      assert.deepEqual(answered, []);
+      assert.equal(a.replicator.versionVector()[a.id], before, 'our vector counts durable ops only');
+      assert.equal(a.events.filter((e) => e.type === 'node' && e.node.type === 'Project').length, 0);
+      assert.deepEqual(projects(b), [], 'nothing went to the peer');
+
+      syncs.release(); // The fsync of 'one' returns; the next one, for 'two', starts.
+      await c.net.runFor(50);
+      assert.deepEqual(answered, ['one']);
+      assert.equal(syncs.held(), 1);
+      assert.deepEqual(projects(b), ['one']);
+
+      syncs.release();
+      await c.net.resolve(Promise.all([one, two]));
+      await c.net.settle();
+      assert.deepEqual(answered, ['one', 'two']);
+      assert.deepEqual(projects(b), ['one', 'two']);
+      assertConverged(c.peers);
+    });
+  });
+
+  test('a failed fsync answers SHOAL_INTERNAL, and the next one sends out the ops it left', async () => {
+    await withCluster(2, [[0, 1]], { seed: 12 }, { localSync: 'FULL' }, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const syncs = holdSyncs(a);
+      const failed = a.nodes.create({ type: 'Project', name: 'unsure' });
+      await c.net.runFor(50);
+      syncs.release(new Error('EIO: i/o error, fdatasync'));
+      await assert.rejects(
+        c.net.resolve(failed),
+        (err: ShoalError) => err.code === 'SHOAL_INTERNAL' && /may or may not be stored/.test(err.message),
+      );
+      await c.net.runFor(50);
+      assert.deepEqual(projects(b), [], 'an op not known durable never leaves');
+
+      const next = a.nodes.create({ type: 'Project', name: 'next' });
+      await c.net.runFor(50);
+      syncs.release();
+      await c.net.resolve(next);
+      await c.net.settle();
+      // 'unsure' is stored at its owner, so the mesh gets it too once an fsync covers it.
+      assert.deepEqual(projects(b), ['next', 'unsure']);
       assertConverged(c.peers);
     });
   });

@@ -275,6 +275,21 @@ describe('Store: applying ops', () => {
       ),
     );
   });
+
+  test('opsAfter stops at upTo', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    for (let i = 0; i < 5; i++) w.write(OWNER_A, i === 0 ? 'create' : 'update', state(nid(1), null));
+    assert.deepEqual(
+      store.opsAfter(OWNER_A, 1, 10, 3).map((o) => o.seq),
+      [2, 3],
+    );
+    assert.deepEqual(
+      store.opsAfter(OWNER_A, 1, 2).map((o) => o.seq),
+      [2, 3],
+    );
+    store.close();
+  });
 });
 
 describe('Store: value ops', () => {
@@ -626,6 +641,24 @@ describe('Store: series', () => {
 });
 
 describe('Store: the database file', () => {
+  test('syncLog confirms what was committed, also when the store closes while the fsync runs', async () => {
+    const file = tempFile();
+    const store = new Store(file);
+    const w = new Writer(store);
+    w.write(OWNER_A, 'create', state(nid(1), null));
+    const sync = () =>
+      new Promise<void>((resolve, reject) => store.syncLog((err) => (err ? reject(err) : resolve())));
+    await sync();
+    w.write(OWNER_A, 'update', state(nid(1), null, { name: 'synced' }));
+    const running = sync();
+    store.close(); // The log's descriptor stays open until that fsync returns.
+    await running;
+    await sync(); // Closed: nothing left to sync, and no error.
+    const again = new Store(file);
+    assert.equal(again.node(nid(1))?.name, 'synced');
+    again.close();
+  });
+
   test('a file database keeps everything across close and reopen, at the current schema', () => {
     const file = tempFile();
     const first = new Store(file);
