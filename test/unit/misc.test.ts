@@ -397,6 +397,26 @@ describe('corkPerTurn', () => {
   });
 });
 
+describe('Process metrics', () => {
+  test('event-loop figures: the lag at the scrape and the busy share, no statistics that count the sampling interval', async () => {
+    const metrics = new Metrics();
+    const value = (text: string, name: string): number | undefined => {
+      const row = text.split('\n').find((l) => l.startsWith(`${name} `));
+      return row === undefined ? undefined : Number(row.split(' ').pop());
+    };
+    await metrics.text();
+    const spinUntil = performance.now() + 30;
+    while (performance.now() < spinUntil); // A busy loop between two scrapes.
+    const text = await metrics.text();
+    const busy = value(text, 'shoal_nodejs_eventloop_utilization_ratio');
+    assert.ok(busy !== undefined && busy > 0.5 && busy <= 1, `utilization ${busy}`);
+    assert.ok(value(text, 'shoal_nodejs_eventloop_lag_seconds') !== undefined);
+    assert.ok(value(text, 'shoal_process_resident_memory_bytes')! > 0);
+    for (const stat of ['min', 'max', 'mean', 'p50', 'p99'])
+      assert.equal(value(text, `shoal_nodejs_eventloop_lag_${stat}_seconds`), undefined, stat);
+  });
+});
+
 describe('Metrics tallies', () => {
   const framesOf = (text: string, peer: string): number | undefined => {
     const row = text
