@@ -108,7 +108,7 @@ export class Metrics {
   );
   readonly writesRefused = this.#counter(
     'shoal_writes_refused_total',
-    'Local writes refused before they were tried, by reason (overloaded).',
+    'Local writes refused before they were tried, by reason (overloaded, disk).',
     ['reason'],
   );
   readonly automationRuns = this.#counter(

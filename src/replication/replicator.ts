@@ -134,6 +134,8 @@ export class Replicator implements MeshApplication {
   /** What to do when those are durable, or their fsync failed: per commit, in order. */
   readonly #unsynced: ((err: Error | null) => void)[] = [];
   #syncing = false;
+  /** The failed fsync, once one failed: local writes are refused from then on (`#sync`). */
+  #diskFailure: Error | undefined;
   /** Local writes committed and waiting for their fsync (they count towards maxPendingWrites). */
   #awaitingSync = 0;
   /** Per direct peer: per owner, the seq that peer is known to have. Undefined until its vv. */
@@ -316,6 +318,15 @@ export class Replicator implements MeshApplication {
   #local(req: WriteRequest): Promise<WriteOutcome> {
     if (!this.#running)
       return Promise.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is not running'));
+    if (this.#diskFailure) {
+      this.#deps.metrics.writesRefused.inc({ reason: 'disk' });
+      return Promise.reject(
+        new ShoalError(
+          'SHOAL_DATA_DIR',
+          `the disk failed an fsync (${this.#diskFailure.message}): this server takes no writes until it restarts`,
+        ),
+      );
+    }
     if (this.#queue.length + this.#awaitingSync >= this.#options.maxPendingWrites) {
       this.#deps.metrics.writesRefused.inc({ reason: 'overloaded' });
       return Promise.reject(
@@ -384,7 +395,7 @@ export class Replicator implements MeshApplication {
         else if (err)
           item.reject(
             new ShoalError(
-              'SHOAL_INTERNAL',
+              'SHOAL_DATA_DIR',
               `the disk did not confirm the write (${err.message}): it may or may not be stored`,
             ),
           );
@@ -396,9 +407,12 @@ export class Replicator implements MeshApplication {
   /**
    * Runs `then` once every commit so far is durable, in commit order. With localSync FULL one
    * fsync is running at most, and the next covers every commit made meanwhile (group commit);
-   * only then do our new ops count as applied here (`#vv`), get evented and go to peers. A failed
-   * fsync (a dying disk) leaves its ops for the next one to cover: they are stored, and the mesh
-   * must not get ops of ours that a power cut could take back (we would number others the same).
+   * only then do our new ops count as applied here (`#vv`), get evented and go to peers.
+   * A failed fsync (a dying disk) stops that for good in this run: after one, Linux may report
+   * later fsyncs as done although the failed pages never reached the disk, so no later fsync can
+   * vouch for those ops, and the mesh must not get ops of ours that a power cut could take back
+   * (we would number others the same). The writes waiting are refused, and so are all new ones
+   * until a restart, which fsyncs the log afresh and sends what it holds.
    */
   #whenDurable(then: (err: Error | null) => void): void {
     this.#unsynced.push(then);
@@ -413,9 +427,12 @@ export class Replicator implements MeshApplication {
     this.#deps.store.syncLog((err) => {
       this.#syncing = false;
       if (err) {
-        this.#deps.log.error({ err }, 'fsync of the store failed');
-        for (const then of waiting) then(err);
-      } else this.#durable(waiting, covered);
+        this.#diskFailure = err;
+        this.#deps.log.error({ err }, 'fsync of the store failed: local writes are refused until a restart');
+        for (const then of [...waiting, ...this.#unsynced.splice(0)]) then(err);
+        return;
+      }
+      this.#durable(waiting, covered);
       if (this.#unsynced.length > 0) this.#sync();
     });
   }

@@ -13,9 +13,9 @@
  *
  * Durability: a transaction commits with `synchronous=FULL` (an fsync of the write-ahead log
  * before `transaction` returns) or `NORMAL` (no fsync: lost in a power cut, not in a crash of the
- * process). Local writes commit with NORMAL and are made durable afterwards by `syncLog`, which
- * runs the same fsync in libuv's thread pool: the event loop goes on meanwhile, and one fsync
- * covers every commit made before it started (group commit). Replicated ops commit with NORMAL
+ * process). Local writes commit with NORMAL and (with `storeSync` full) are made durable
+ * afterwards by `syncLog`, which runs the same fsync in libuv's thread pool: the event loop goes
+ * on meanwhile, and one fsync covers every commit made before it started (group commit). Replicated ops commit with NORMAL
  * and no `syncLog`: a replica that loses its last replicated ops in a power cut fetches them
  * again from the mesh. For the same reason they may be applied in a transaction left open
  * (`applyPending`) and committed together a little later (`commitPending`): a commit costs more
