@@ -415,6 +415,10 @@ export class Replicator implements MeshApplication {
    * until a restart, which fsyncs the log afresh and sends what it holds.
    */
   #whenDurable(then: (err: Error | null) => void): void {
+    if (this.#diskFailure) {
+      then(this.#diskFailure); // Writes queued before the failure and committed after it.
+      return;
+    }
     this.#unsynced.push(then);
     if (this.#options.localSync === 'NORMAL') this.#durable(this.#unsynced.splice(0));
     else if (!this.#syncing) this.#sync();

@@ -950,25 +950,37 @@ describe('durable local writes (localSync FULL)', () => {
     await withCluster(2, [[0, 1]], { seed: 12 }, { localSync: 'FULL' }, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
       const syncs = holdSyncs(a);
-      const failed = a.nodes.create({ type: 'Project', name: 'unsure' });
-      await c.net.runFor(50);
-      syncs.release(new Error('EIO: i/o error, fdatasync'));
-      await assert.rejects(
-        c.net.resolve(failed),
+      const failed = assert.rejects(
+        a.nodes.create({ type: 'Project', name: 'unsure' }),
         (err: ShoalError) => err.code === 'SHOAL_DATA_DIR' && /may or may not be stored/.test(err.message),
       );
+      await c.net.runFor(50);
+      // Committed while that fsync runs: the failure refuses it too.
+      const queued = assert.rejects(
+        a.nodes.create({ type: 'Project', name: 'queued' }),
+        (err: ShoalError) => err.code === 'SHOAL_DATA_DIR',
+      );
+      await c.net.runFor(50);
+      // Taken before the failure, committed after it: refused as well, and no fsync vouches for it.
+      const late = assert.rejects(
+        a.nodes.create({ type: 'Project', name: 'late' }),
+        (err: ShoalError) => err.code === 'SHOAL_DATA_DIR',
+      );
+      syncs.release(new Error('EIO: i/o error, fdatasync'));
+      await c.net.resolve(Promise.all([failed, queued, late]));
+      assert.equal(syncs.held(), 0, 'no fsync after a failed one');
       await assert.rejects(
         c.net.resolve(a.nodes.create({ type: 'Project', name: 'later' })),
         (err: ShoalError) => err.code === 'SHOAL_DATA_DIR' && /until it restarts/.test(err.message),
       );
       await c.net.settle();
       assert.deepEqual(projects(b), [], 'an op not known durable never leaves');
-      assert.deepEqual(projects(a), ['unsure'], 'it is in the store all the same');
+      assert.deepEqual(projects(a), ['late', 'queued', 'unsure'], 'they are in the store all the same');
 
       // A restart (the store fsyncs its log when it opens) counts what the store holds as durable.
       c.restart(0);
       await c.net.settle();
-      assert.deepEqual(projects(b), ['unsure']);
+      assert.deepEqual(projects(b), ['late', 'queued', 'unsure']);
       assertConverged(c.peers);
     });
   });
