@@ -194,7 +194,8 @@ export const DEFAULTS: Config = {
    * before the write goes to any peer, so an acknowledged write survives a power cut; "normal"
    * survives a crash of the process but may lose the last commits in a power cut, for less wear
    * on an SD card. The fsync runs in a worker thread while the peer goes on (an SD card's fsync
-   * can take tens of ms), and one fsync covers every commit made before it started. */
+   * can take tens of ms), and one fsync covers every commit made before it started; reads on
+   * this server may show a write during its fsync. */
   storeSync: 'full',
   /** A write forwarded to its node's owner that is not answered within this gets 503
    * (SHOAL_OWNER_UNREACHABLE); it may still have been applied, and retrying is safe. */

@@ -318,15 +318,7 @@ export class Replicator implements MeshApplication {
   #local(req: WriteRequest): Promise<WriteOutcome> {
     if (!this.#running)
       return Promise.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is not running'));
-    if (this.#diskFailure) {
-      this.#deps.metrics.writesRefused.inc({ reason: 'disk' });
-      return Promise.reject(
-        new ShoalError(
-          'SHOAL_DATA_DIR',
-          `the disk failed an fsync (${this.#diskFailure.message}): this server takes no writes until it restarts`,
-        ),
-      );
-    }
+    if (this.#diskFailure) return Promise.reject(this.#refusedForDisk());
     if (this.#queue.length + this.#awaitingSync >= this.#options.maxPendingWrites) {
       this.#deps.metrics.writesRefused.inc({ reason: 'overloaded' });
       return Promise.reject(
@@ -353,6 +345,11 @@ export class Replicator implements MeshApplication {
     this.#commitScheduled = false;
     const batch = this.#queue.splice(0);
     if (batch.length === 0) return;
+    if (this.#diskFailure) {
+      // Taken before an fsync failed: nothing of them is stored.
+      for (const item of batch) item.reject(this.#refusedForDisk());
+      return;
+    }
     const { store, selfId } = this.#deps;
     const outcomes: (WriteOutcome | ShoalError)[] = [];
     const applied: Op[] = [];
@@ -404,6 +401,14 @@ export class Replicator implements MeshApplication {
     });
   }
 
+  #refusedForDisk(): ShoalError {
+    this.#deps.metrics.writesRefused.inc({ reason: 'disk' });
+    return new ShoalError(
+      'SHOAL_DATA_DIR',
+      `the disk failed an fsync (${this.#diskFailure?.message}): this server takes no writes until it restarts`,
+    );
+  }
+
   /**
    * Runs `then` once every commit so far is durable, in commit order. With localSync FULL one
    * fsync is running at most, and the next covers every commit made meanwhile (group commit);
@@ -412,7 +417,9 @@ export class Replicator implements MeshApplication {
    * later fsyncs as done although the failed pages never reached the disk, so no later fsync can
    * vouch for those ops, and the mesh must not get ops of ours that a power cut could take back
    * (we would number others the same). The writes waiting are refused, and so are all new ones
-   * until a restart, which fsyncs the log afresh and sends what it holds.
+   * until a restart, which fsyncs the log afresh and sends what it holds. (A restart without a
+   * reboot may read back pages the kernel still caches but never wrote: an operator who sees
+   * this error should check the disk, and reboot, before restarting.)
    */
   #whenDurable(then: (err: Error | null) => void): void {
     if (this.#diskFailure) {
@@ -643,9 +650,15 @@ export class Replicator implements MeshApplication {
         }
         const { logFloor } = store.ownerState(owner);
         if (have + 1 < logFloor) {
-          // A snapshot of our own nodes would carry state not yet durable: after the fsync.
           if (owner === this.#deps.selfId && this.#committed > applied) {
-            lagging = true;
+            // Our nodes as they are now carry commits not yet durable: taken now, sent when
+            // those are (waiting for a moment with none would starve the peer under load).
+            const nodes = store.ownerNodes(owner);
+            const seq = this.#committed;
+            cursors.set(owner, seq);
+            this.#whenDurable((err) => {
+              if (!err && this.#cursors.get(peer) === cursors) this.#sendSnapshot(peer, owner, nodes, seq);
+            });
             continue;
           }
           this.#sendSnapshot(peer, owner);
@@ -737,9 +750,12 @@ export class Replicator implements MeshApplication {
     return owner === this.#deps.selfId || !this.#deps.mesh.linked(peer, owner);
   }
 
-  #sendSnapshot(peer: string, owner: string): void {
-    const nodes = this.#deps.store.ownerNodes(owner);
-    const seq = this.#vv.get(owner) ?? 0;
+  #sendSnapshot(
+    peer: string,
+    owner: string,
+    nodes = this.#deps.store.ownerNodes(owner),
+    seq = this.#vv.get(owner) ?? 0,
+  ): void {
     this.#deps.metrics.snapshots.inc({ direction: 'sent' });
     for (let i = 0; i < nodes.length || i === 0; i += SNAPSHOT_CHUNK) {
       const chunk = nodes
@@ -819,7 +835,8 @@ export class Replicator implements MeshApplication {
     this.#vv.clear();
     for (const [owner, seq] of Object.entries(this.#deps.store.versionVector())) this.#vv.set(owner, seq);
     // The store counts our commits still waiting for their fsync: we do not, yet.
-    if (ours !== undefined) this.#vv.set(this.#deps.selfId, ours);
+    if (ours === undefined) this.#vv.delete(this.#deps.selfId);
+    else this.#vv.set(this.#deps.selfId, ours);
     this.#recentOps.clear();
     this.#swapVectors();
   }

@@ -22,7 +22,7 @@
  * than applying a few ops.
  */
 
-import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { hlcToIso, wallOf } from '../clock.ts';
@@ -116,24 +116,30 @@ export class Store {
   #walFd: number | undefined;
   /** `syncLog` calls whose fsync has not returned yet; the log's descriptor outlives them. */
   #syncsInFlight = 0;
+  /** How the last fsync at `close` went: what `syncLog` reports once the store is closed. */
+  #closeSync: Error | null = null;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    let opened: Database.Database | undefined;
     try {
-      this.#db = new Database(file);
+      this.#db = opened = new Database(file);
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('foreign_keys = OFF');
       this.#db.pragma('busy_timeout = 5000');
       migrate(this.#db);
       if (file !== ':memory:') {
-        this.#walFd = openSync(`${file}-wal`, 'r');
+        // Beside the real file, as SQLite puts it when the database file is a symlink; opened
+        // for writing too (never written), since Windows flushes only such handles.
+        this.#walFd = openSync(`${realpathSync(file)}-wal`, 'r+');
         // A previous run may have ended with commits still waiting for `syncLog`: they are
         // made durable now, before any of them is answered again or sent to a peer.
         fdatasyncSync(this.#walFd);
       }
     } catch (err) {
       this.#closeWal();
+      opened?.close();
       throw new ShoalError('SHOAL_DATA_DIR', `store ${file}: ${(err as Error).message}`);
     }
     const db = this.#db;
@@ -205,6 +211,14 @@ export class Store {
   close(): void {
     if (!this.#db.open) return;
     this.commitPending();
+    // Commits still waiting for `syncLog` are made durable here, and a failure is kept for it.
+    if (this.#walFd !== undefined) {
+      try {
+        fdatasyncSync(this.#walFd);
+      } catch (err) {
+        this.#closeSync = err as Error;
+      }
+    }
     this.#db.close();
     // An fsync still running in the thread pool closes the descriptor when it returns.
     if (this.#syncsInFlight === 0) this.#closeWal();
@@ -216,11 +230,14 @@ export class Store {
    * pool, then `done` (with the error when the disk refused, and nothing is known to be durable).
    * What the fsync covers is the log file, whichever descriptor it goes through; SQLite keeps
    * that file (it truncates or rewrites it, never replaces it) while its connection is open.
-   * Commits made while it runs are covered by the next call. In memory there is nothing to sync.
+   * Commits made while it runs are covered by the next call. In memory there is nothing to sync;
+   * once closed, the fsync `close` made answers. (A failure reaches this descriptor, not only
+   * SQLite's, on Linux 4.13 and later.)
    */
   syncLog(done: (err: Error | null) => void): void {
     if (this.#walFd === undefined || !this.#db.open) {
-      queueMicrotask(() => done(null));
+      const closed = this.#closeSync;
+      queueMicrotask(() => done(closed));
       return;
     }
     this.#syncsInFlight++;

@@ -6,7 +6,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -641,6 +641,19 @@ describe('Store: series', () => {
 });
 
 describe('Store: the database file', () => {
+  test('a database file that is a symlink opens, its log beside the real file', () => {
+    const real = tempFile();
+    new Store(real).close();
+    const link = join(dirname(real), 'link.db');
+    symlinkSync(real, link);
+    const store = new Store(link);
+    new Writer(store).write(OWNER_A, 'create', state(nid(1), null));
+    store.close();
+    const again = new Store(real);
+    assert.equal(again.node(nid(1))?.type, 'Project');
+    again.close();
+  });
+
   test('syncLog confirms what was committed, also when the store closes while the fsync runs', async () => {
     const file = tempFile();
     const store = new Store(file);
