@@ -506,6 +506,12 @@ describe('replication on a simulated mesh', () => {
             { seed, congestion },
             { forwardTimeoutMs, batchOps, localSync },
             async (c) => {
+              // An fsync that takes a few ms of virtual time, so that commits land while one runs.
+              if (localSync === 'FULL') {
+                c.peers.forEach((p, i) => {
+                  p.store.syncLog = (done) => setTimeout(() => done(null), 1 + ((i * 7 + seed) & 3));
+                });
+              }
               const writes = await runSteps(c, steps);
               await healAndCheck(c, writes);
             },
