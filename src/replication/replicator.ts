@@ -20,6 +20,12 @@
  * the other to what the other has. The same swap runs with every neighbour whenever routes change
  * and on a slow timer, so a peer back from a partition gets exactly what it missed.
  *
+ * An owner on an older copy of its data (a backup put back after its disk died) lacks ops of its
+ * own that the mesh holds; numbering on from its copy would reuse their sequence numbers, and
+ * every replica would drop the new ops as duplicates. Its neighbours see that in its version
+ * vector and send it its own ops, as to any peer that lacks an owner's ops; until it has them it
+ * refuses local writes (503, retry), then numbers on after them.
+ *
  * Receiving: ops of an owner are applied strictly in sequence order; an op past a gap waits in a
  * bounded buffer (and the sender is asked for the gap by sending it our version vector), a
  * duplicate is ignored. So every replica applies every owner's ops exactly once, in order, and
@@ -145,6 +151,12 @@ export class Replicator implements MeshApplication {
   #servedVersion = -1;
   /** The highest seq of each owner heard of (in ops or version vectors), for the lag metric. */
   readonly #heads = new Map<string, number>();
+  /**
+   * Direct peers that lack ops of their own that we hold: they run on an older copy of their
+   * data (a backup put back after a dead SD card). We send them their own ops, as to any peer
+   * that lacks an owner's ops, until they have them all.
+   */
+  readonly #returning = new Set<string>();
   /** Ops that arrived past a gap, per owner, by seq. */
   readonly #early = new Map<string, Map<number, Op>>();
   #earlyCount = 0;
@@ -275,6 +287,7 @@ export class Replicator implements MeshApplication {
 
   linkDown(peerId: string): void {
     this.#cursors.delete(peerId);
+    this.#returning.delete(peerId);
     this.#servedTo.clear();
   }
 
@@ -291,11 +304,23 @@ export class Replicator implements MeshApplication {
 
   message(peerId: string, message: LinkMessage): void {
     switch (message.t) {
-      case 'vv':
+      case 'vv': {
         for (const [owner, seq] of Object.entries(message.vv)) this.#heard(owner, seq);
         this.#cursors.set(peerId, new Map(Object.entries(message.vv)));
+        const own = message.vv[peerId] ?? 0;
+        if (own < (this.#vv.get(peerId) ?? 0)) {
+          // Also seen, harmlessly, when a relay brought us its newest op before this vector.
+          if (!this.#returning.has(peerId))
+            this.#deps.log.debug(
+              { peer: peerId, has: own, we: this.#vv.get(peerId) },
+              'sending a peer its own ops',
+            );
+          this.#returning.add(peerId);
+          this.#servedTo.clear();
+        } else this.#doneReturning(peerId);
         this.#scheduleFlush();
         return;
+      }
       case 'ops':
         this.#receiveOps(peerId, message.ops as Op[]);
         return;
@@ -319,6 +344,15 @@ export class Replicator implements MeshApplication {
     if (!this.#running)
       return Promise.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is not running'));
     if (this.#diskFailure) return Promise.reject(this.#refusedForDisk());
+    if ((this.#heads.get(this.#deps.selfId) ?? 0) > this.#committed) {
+      // The mesh holds ops of ours we lack (see `#returning`): numbering on now would reuse them.
+      return Promise.reject(
+        new ShoalError(
+          'SHOAL_OVERLOADED',
+          'this server is getting its own earlier changes back from the mesh (it runs on an older copy of its data); retry shortly',
+        ),
+      );
+    }
     if (this.#queue.length + this.#awaitingSync >= this.#options.maxPendingWrites) {
       this.#deps.metrics.writesRefused.inc({ reason: 'overloaded' });
       return Promise.reject(
@@ -663,6 +697,7 @@ export class Replicator implements MeshApplication {
           }
           this.#sendSnapshot(peer, owner);
           cursors.set(owner, applied);
+          if (peer === owner) this.#doneReturning(peer);
           continue;
         }
         const key = `${owner}/${have}`;
@@ -675,6 +710,7 @@ export class Replicator implements MeshApplication {
         }
         if (!mesh.send(peer, batch.message)) break;
         cursors.set(owner, batch.last);
+        if (peer === owner && batch.last >= applied) this.#doneReturning(peer);
         if (batch.last < applied) lagging = true;
       }
     }
@@ -746,8 +782,12 @@ export class Replicator implements MeshApplication {
 
   /** True when `peer` should get `owner`'s ops from us (see the module comment). */
   #serves(peer: string, owner: string): boolean {
-    if (peer === owner) return false;
+    if (peer === owner) return this.#returning.has(peer);
     return owner === this.#deps.selfId || !this.#deps.mesh.linked(peer, owner);
+  }
+
+  #doneReturning(peer: string): void {
+    if (this.#returning.delete(peer)) this.#servedTo.clear();
   }
 
   #sendSnapshot(
@@ -807,9 +847,16 @@ export class Replicator implements MeshApplication {
       }
     });
     if (applied.length > 0) this.#deps.metrics.opsApplied.inc({ source: 'remote' }, applied.length);
+    this.#ownOpsBack();
     this.#commitSoon();
     if (gap) this.#requestGap(from);
     this.#afterApply(applied);
+  }
+
+  /** Ops of ours came back from the mesh (see `#returning`): new ones are numbered after them. */
+  #ownOpsBack(): void {
+    const ours = this.#vv.get(this.#deps.selfId) ?? 0;
+    if (ours > this.#committed) this.#committed = ours;
   }
 
   /**
@@ -842,7 +889,13 @@ export class Replicator implements MeshApplication {
   }
 
   #heard(owner: string, seq: number): void {
-    if (seq > (this.#heads.get(owner) ?? 0)) this.#heads.set(owner, seq);
+    if (seq <= (this.#heads.get(owner) ?? 0)) return;
+    this.#heads.set(owner, seq);
+    if (owner === this.#deps.selfId && seq > this.#committed)
+      this.#deps.log.warn(
+        { has: this.#committed, mesh: seq },
+        'the mesh holds ops of ours this server lacks (an older copy of its data?): getting them back; local writes wait',
+      );
   }
 
   #holdEarly(op: Op): void {
@@ -915,6 +968,7 @@ export class Replicator implements MeshApplication {
     const { store } = this.#deps;
     store.transaction('NORMAL', () => store.replaceOwner(owner, seq, incoming.nodes));
     this.#vv.set(owner, seq);
+    this.#ownOpsBack();
     this.#earlyCount -= this.#early.get(owner)?.size ?? 0;
     this.#early.delete(owner);
     this.#deps.metrics.snapshots.inc({ direction: 'received' });

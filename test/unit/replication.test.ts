@@ -1043,6 +1043,68 @@ describe('durable local writes (localSync FULL)', () => {
   });
 });
 
+describe('an owner on an older copy of its data', () => {
+  test('gets its own ops back from the mesh, refuses writes until it has them, then numbers on', async () => {
+    await withCluster(
+      3,
+      [
+        [0, 1],
+        [0, 2],
+        [1, 2],
+      ],
+      { seed: 21 },
+      {},
+      async (c) => {
+        const [a, b] = c.peers as [SimPeer, SimPeer, SimPeer];
+        for (const name of ['one', 'two', 'three'])
+          await c.net.resolve(a.nodes.create({ type: 'Project', name }));
+        await c.net.settle();
+        const held = a.store.ownerState(a.id).applied;
+
+        // a's disk dies; it comes back on an empty store (its backup predates everything).
+        for (const other of c.net.neighbours(a.id)) c.net.disconnect(a.id, other);
+        a.replicator.stop();
+        a.store.close();
+        a.store = new Store(':memory:');
+        boot(c.net, a, c.peers, DEFAULT_OPTIONS);
+        assert.equal(a.store.ownerState(a.id).applied, 0);
+        c.net.connect(a.id, b.id);
+        // b's version vector reaches a first: a learns it is behind and refuses writes meanwhile.
+        c.net.inject(b.id, a.id, { t: 'vv', vv: b.replicator.versionVector() });
+        await assert.rejects(
+          c.net.resolve(
+            a.replicator.write(a.id, {
+              kind: 'create',
+              node: { id: c.newId(), type: 'Project', parent: null, name: 'too early', meta: {} },
+            }),
+          ),
+          (err: ShoalError) => err.code === 'SHOAL_OVERLOADED' && /older copy/.test(err.message),
+        );
+        await c.net.settle();
+        assert.equal(a.store.ownerState(a.id).applied, held, 'its own ops came back');
+        c.healAll();
+        await c.net.settle();
+
+        // New writes are numbered after them, so every replica applies them.
+        const four = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
+        assert.equal(four.version, held + 1);
+        await c.net.settle();
+        for (const p of c.peers) {
+          assert.deepEqual(
+            p.store
+              .nodes({ type: 'Project' })
+              .map((n) => n.name)
+              .sort(),
+            ['four', 'one', 'three', 'two'],
+            p.name,
+          );
+        }
+        assertConverged(c.peers);
+      },
+    );
+  });
+});
+
 describe('receiving ops', () => {
   test('ops held past a gap are counted out again when a snapshot replaces them', async () => {
     // maxPendingOps 1: the one slot must come free again after the snapshot.
