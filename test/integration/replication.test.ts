@@ -4,6 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { cpSync, renameSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { after, describe, test } from 'node:test';
 import type { ShoalNode } from '../../src/store/store.ts';
@@ -133,6 +134,34 @@ describe('replication across three peers', () => {
     assert.equal((await nodeOn(back, point.id))?.value, 99);
     await waitFor('b to have it too', async () => (await nodeOn(b, point.id))?.value === 99);
     peers[0] = back;
+  });
+
+  test('an owner restored from an older copy of its data gets its later writes back, then writes on', async () => {
+    const [a, b] = peers as [PeerProcess, PeerProcess];
+    await waitFor('a full mesh again', () => fullMesh(peers));
+    const point = await create(a, { type: 'DataPoint', name: 'restored' });
+    await waitFor('b to have the point', async () => (await nodeOn(b, point.id)) !== undefined);
+    await a.stop();
+    const backup = `${a.dataDir}.backup`;
+    cpSync(a.dataDir, backup, { recursive: true });
+    let back = await cluster.start({ name: 'a', dataDir: a.dataDir });
+    peers[0] = back;
+    for (const value of [1, 2, 3]) {
+      const res = await api(back, 'PUT', `/api/v1/nodes/${point.id}/value`, { value });
+      assert.equal(res.status, 200);
+    }
+    await waitFor('b to have value 3', async () => (await nodeOn(b, point.id))?.value === 3);
+    await back.stop();
+    // Its disk is replaced; the backup goes back in.
+    rmSync(a.dataDir, { recursive: true });
+    renameSync(backup, a.dataDir);
+    back = await cluster.start({ name: 'a', dataDir: a.dataDir });
+    peers[0] = back;
+    await waitFor('a to get its value 3 back', async () => (await nodeOn(back, point.id))?.value === 3);
+    const res = await api(back, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: 4 });
+    assert.equal(res.status, 200);
+    await waitFor('b to have value 4', async () => (await nodeOn(b, point.id))?.value === 4);
+    await waitFor('every peer to list the restored one as connected', () => fullMesh(peers));
   });
 
   test('a node and its subtree are deleted everywhere', async () => {
