@@ -1,6 +1,6 @@
 /**
  * Who this server is. The id is made once and kept in `<data>/identity.json`, so it survives
- * restarts and renames; the generation goes up by one at every start, so other peers can tell a
+ * restarts and renames; the generation goes up at every start, so other peers can tell a
  * restarted peer from a stale link to its previous run at once. Metadata is what the API and the
  * mesh show of the server.
  */
@@ -38,6 +38,20 @@ export function ensureDataDir(dataDir: string): void {
   }
 }
 
+/** 2025-01-01 UTC: generations taken from the clock count seconds from here (fits 32 bits to 2161). */
+const GENERATION_EPOCH_MS = Date.UTC(2025, 0, 1);
+
+/**
+ * The generation of a start after `last`: one more, or the seconds since 2025 when that is more.
+ * The clock's part keeps a data directory put back from an older backup (with an older
+ * generation in it) from starting a generation its peers saw already, given a clock that does not
+ * go back across the restore.
+ */
+export function nextGeneration(last: number, nowMs: number): number {
+  const byClock = Math.max(0, Math.floor((nowMs - GENERATION_EPOCH_MS) / 1000));
+  return Math.max(last + 1, byClock) >>> 0;
+}
+
 /**
  * Loads the identity from the data directory (made, and locked, by `DataDirLock.take`), makes it
  * on first start, and records this start as a new generation.
@@ -60,7 +74,7 @@ export function startIdentity(dataDir: string): Identity {
     }
     identity = { id: parsed.id, generation: parsed.generation as number };
   }
-  identity = { id: identity.id, generation: (identity.generation + 1) >>> 0 };
+  identity = { id: identity.id, generation: nextGeneration(identity.generation, Date.now()) };
   writeFileDurably(file, `${JSON.stringify(identity)}\n`);
   return identity;
 }

@@ -20,7 +20,7 @@ import {
   LOOPBACK_BROADCAST,
   MULTICAST_GROUP,
 } from '../../src/discovery/targets.ts';
-import { hardwareModel, platformName } from '../../src/identity.ts';
+import { hardwareModel, nextGeneration, platformName } from '../../src/identity.ts';
 import { idFromBytes, idToBytes, isId, newId } from '../../src/ids.ts';
 import { ThrottledLog } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics.ts';
@@ -394,6 +394,20 @@ describe('corkPerTurn', () => {
     assert.equal(first(), true, 'a new turn starts with a new cork');
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(calls, ['cork', 'uncork', 'cork', 'uncork']);
+  });
+});
+
+describe('Generations', () => {
+  test('every start takes a newer generation, also after an older identity file is put back', () => {
+    const t0 = Date.UTC(2026, 10, 26);
+    const first = nextGeneration(0, t0);
+    const second = nextGeneration(first, t0); // Restarted within the same second.
+    assert.ok(second > first);
+    const third = nextGeneration(second, t0 + 60_000);
+    assert.ok(third > second);
+    // The backup from before the first start holds generation 0: a start an hour later is newer still.
+    assert.ok(nextGeneration(0, t0 + 3_600_000) > third);
+    assert.ok(nextGeneration(first, t0 + 1000) < 2 ** 32);
   });
 });
 
