@@ -387,6 +387,7 @@ export class Replicator implements MeshApplication {
     const { store, selfId } = this.#deps;
     const outcomes: (WriteOutcome | ShoalError)[] = [];
     const applied: Op[] = [];
+    const before = this.#committed;
     try {
       store.transaction('NORMAL', () => {
         for (const item of batch) {
@@ -408,8 +409,23 @@ export class Replicator implements MeshApplication {
         }
       });
     } catch (err) {
-      // The transaction rolled back: nothing of the batch is stored.
       this.#committed = store.ownerState(selfId).applied;
+      if (this.#committed > before) {
+        // COMMIT failed after it committed: SQLite's own checkpoint at the commit (its fsync)
+        // failed. The writes are stored, their durability unknown: a disk failure (`#sync`).
+        this.#diskFailure = err as Error;
+        this.#deps.log.error(
+          { err },
+          'a checkpoint of the store failed: local writes are refused until a restart',
+        );
+        const unsure = new ShoalError(
+          'SHOAL_DATA_DIR',
+          `the disk did not confirm the write (${(err as Error).message}): it may or may not be stored`,
+        );
+        for (const item of batch) item.reject(unsure);
+        return;
+      }
+      // The transaction rolled back: nothing of the batch is stored.
       this.#deps.log.error({ err }, 'commit failed');
       for (const item of batch)
         item.reject(new ShoalError('SHOAL_INTERNAL', 'the store could not commit the write'));

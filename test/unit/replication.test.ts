@@ -952,6 +952,37 @@ describe('durable local writes (localSync FULL)', () => {
     });
   });
 
+  test("a commit that raises after committing (SQLite's checkpoint failed) is a disk failure", async () => {
+    await withCluster(2, [[0, 1]], { seed: 15 }, { localSync: 'FULL' }, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const transaction = a.store.transaction.bind(a.store);
+      let failNext = true;
+      a.store.transaction = ((sync, fn) => {
+        const result = transaction(sync, fn);
+        if (failNext) {
+          failNext = false;
+          throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_FSYNC' });
+        }
+        return result;
+      }) as typeof a.store.transaction;
+      await assert.rejects(
+        c.net.resolve(a.nodes.create({ type: 'Project', name: 'unsure' })),
+        (err: ShoalError) => err.code === 'SHOAL_DATA_DIR' && /may or may not be stored/.test(err.message),
+      );
+      await assert.rejects(
+        c.net.resolve(a.nodes.create({ type: 'Project', name: 'later' })),
+        (err: ShoalError) => err.code === 'SHOAL_DATA_DIR' && /until it restarts/.test(err.message),
+      );
+      await c.net.settle();
+      assert.deepEqual(projects(a), ['unsure']);
+      assert.deepEqual(projects(b), [], 'nothing of it leaves');
+      c.restart(0);
+      await c.net.settle();
+      assert.deepEqual(projects(b), ['unsure']);
+      assertConverged(c.peers);
+    });
+  });
+
   test('a peer catching up from the log gets our ops up to the last fsync only', async () => {
     await withCluster(2, [[0, 1]], { seed: 13 }, { localSync: 'FULL' }, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
