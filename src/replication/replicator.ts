@@ -308,16 +308,16 @@ export class Replicator implements MeshApplication {
         for (const [owner, seq] of Object.entries(message.vv)) this.#heard(owner, seq);
         this.#cursors.set(peerId, new Map(Object.entries(message.vv)));
         const own = message.vv[peerId] ?? 0;
-        if (own < (this.#vv.get(peerId) ?? 0)) {
+        if (own >= (this.#vv.get(peerId) ?? 0)) this.#doneReturning(peerId);
+        else if (!this.#returning.has(peerId)) {
           // Also seen, harmlessly, when a relay brought us its newest op before this vector.
-          if (!this.#returning.has(peerId))
-            this.#deps.log.debug(
-              { peer: peerId, has: own, we: this.#vv.get(peerId) },
-              'sending a peer its own ops',
-            );
+          this.#deps.log.debug(
+            { peer: peerId, has: own, we: this.#vv.get(peerId) },
+            'sending a peer its own ops',
+          );
           this.#returning.add(peerId);
           this.#servedTo.clear();
-        } else this.#doneReturning(peerId);
+        }
         this.#scheduleFlush();
         return;
       }
@@ -418,11 +418,7 @@ export class Replicator implements MeshApplication {
           { err },
           'a checkpoint of the store failed: local writes are refused until a restart',
         );
-        const unsure = new ShoalError(
-          'SHOAL_DATA_DIR',
-          `the disk did not confirm the write (${(err as Error).message}): it may or may not be stored`,
-        );
-        for (const item of batch) item.reject(unsure);
+        for (const item of batch) item.reject(unsure(err as Error));
         return;
       }
       // The transaction rolled back: nothing of the batch is stored.
@@ -439,13 +435,7 @@ export class Replicator implements MeshApplication {
       batch.forEach((item, i) => {
         const outcome = outcomes[i]!;
         if (outcome instanceof ShoalError) item.reject(outcome);
-        else if (err)
-          item.reject(
-            new ShoalError(
-              'SHOAL_DATA_DIR',
-              `the disk did not confirm the write (${err.message}): it may or may not be stored`,
-            ),
-          );
+        else if (err) item.reject(unsure(err));
         else item.resolve(outcome);
       });
     });
@@ -473,7 +463,7 @@ export class Replicator implements MeshApplication {
    */
   #whenDurable(then: (err: Error | null) => void): void {
     if (this.#diskFailure) {
-      then(this.#diskFailure); // Writes queued before the failure and committed after it.
+      then(this.#diskFailure); // Nothing of ours becomes durable any more (a waiting snapshot).
       return;
     }
     this.#unsynced.push(then);
@@ -1120,6 +1110,14 @@ export class Replicator implements MeshApplication {
       }
     }
   }
+}
+
+/** The answer to a write whose commit or fsync the disk failed. */
+function unsure(err: Error): ShoalError {
+  return new ShoalError(
+    'SHOAL_DATA_DIR',
+    `the disk did not confirm the write (${err.message}): it may or may not be stored`,
+  );
 }
 
 /** A fresh copy of a node's state (callers may change it), made without a spread (see `apiNodeOf`). */

@@ -15,11 +15,11 @@
  * before `transaction` returns) or `NORMAL` (no fsync: lost in a power cut, not in a crash of the
  * process). Local writes commit with NORMAL and (with `storeSync` full) are made durable
  * afterwards by `syncLog`, which runs the same fsync in libuv's thread pool: the event loop goes
- * on meanwhile, and one fsync covers every commit made before it started (group commit). Replicated ops commit with NORMAL
- * and no `syncLog`: a replica that loses its last replicated ops in a power cut fetches them
- * again from the mesh. For the same reason they may be applied in a transaction left open
- * (`applyPending`) and committed together a little later (`commitPending`): a commit costs more
- * than applying a few ops.
+ * on meanwhile, and one fsync covers every commit made before it started (group commit).
+ * Replicated ops commit with NORMAL and no `syncLog`: a replica that loses its last replicated
+ * ops in a power cut fetches them again from the mesh. For the same reason they may be applied
+ * in a transaction left open (`applyPending`) and committed together a little later
+ * (`commitPending`): a commit costs more than applying a few ops.
  */
 
 import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, realpathSync } from 'node:fs';
@@ -117,7 +117,7 @@ export class Store {
   /** `syncLog` calls whose fsync has not returned yet; the log's descriptor outlives them. */
   #syncsInFlight = 0;
   /** How the last fsync at `close` went: what `syncLog` reports once the store is closed. */
-  #closeSync: Error | null = null;
+  #syncAtClose: Error | null = null;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -216,7 +216,7 @@ export class Store {
       try {
         fdatasyncSync(this.#walFd);
       } catch (err) {
-        this.#closeSync = err as Error;
+        this.#syncAtClose = err as Error;
       }
     }
     this.#db.close();
@@ -236,7 +236,7 @@ export class Store {
    */
   syncLog(done: (err: Error | null) => void): void {
     if (this.#walFd === undefined || !this.#db.open) {
-      const closed = this.#closeSync;
+      const closed = this.#syncAtClose;
       queueMicrotask(() => done(closed));
       return;
     }

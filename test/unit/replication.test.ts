@@ -983,16 +983,26 @@ describe('durable local writes (localSync FULL)', () => {
     });
   });
 
+  /**
+   * b, cut off, misses a's durable 'one' (and its log too, with `compact`); then a commits 'two',
+   * its fsync held, and the two link again (anti-entropy: b tells a what it has).
+   */
+  async function behindWhileSyncing(c: Cluster, compact: boolean) {
+    const [a, b] = c.peers as [SimPeer, SimPeer];
+    c.net.disconnect(a.id, b.id);
+    await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
+    if (compact) a.store.compactLog(0); // b lacks ops no longer in the log: it needs a snapshot.
+    const syncs = holdSyncs(a);
+    const two = a.nodes.create({ type: 'Project', name: 'two' });
+    await c.net.runFor(50);
+    c.net.connect(a.id, b.id);
+    await c.net.runFor(500);
+    return { a, b, syncs, two };
+  }
+
   test('a peer catching up from the log gets our ops up to the last fsync only', async () => {
     await withCluster(2, [[0, 1]], { seed: 13 }, { localSync: 'FULL' }, async (c) => {
-      const [a, b] = c.peers as [SimPeer, SimPeer];
-      c.net.disconnect(a.id, b.id);
-      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
-      const syncs = holdSyncs(a);
-      const two = a.nodes.create({ type: 'Project', name: 'two' });
-      await c.net.runFor(50);
-      c.net.connect(a.id, b.id); // Anti-entropy: b tells a what it has; a sends what b lacks.
-      await c.net.runFor(500);
+      const { b, syncs, two } = await behindWhileSyncing(c, false);
       assert.deepEqual(projects(b), ['one']);
       syncs.release();
       await c.net.resolve(two);
@@ -1004,15 +1014,7 @@ describe('durable local writes (localSync FULL)', () => {
 
   test('a snapshot of our nodes is taken at once and sent when the commits in it are durable', async () => {
     await withCluster(2, [[0, 1]], { seed: 14 }, { localSync: 'FULL' }, async (c) => {
-      const [a, b] = c.peers as [SimPeer, SimPeer];
-      c.net.disconnect(a.id, b.id);
-      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
-      a.store.compactLog(0); // b lacks ops no longer in the log: it needs a snapshot.
-      const syncs = holdSyncs(a);
-      const two = a.nodes.create({ type: 'Project', name: 'two' });
-      await c.net.runFor(50);
-      c.net.connect(a.id, b.id);
-      await c.net.runFor(500);
+      const { a, b, syncs, two } = await behindWhileSyncing(c, true);
       assert.deepEqual(projects(b), [], 'no snapshot while a commit in it waits for its fsync');
       // The writer stays busy: a commit during every fsync. The snapshot must not wait for a
       // moment with none.
