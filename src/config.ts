@@ -63,6 +63,7 @@ export const ConfigSchema = Type.Object(
     storeSync: Type.Union([Type.Literal('full'), Type.Literal('normal')]),
     forwardTimeoutMs: Ms(10),
     maxPendingWrites: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+    restartHoldMs: Ms(0),
     replicationBatchOps: Type.Integer({ minimum: 1, maximum: 100_000 }),
     replicationBatchMs: Type.Integer({ minimum: 0, maximum: 1000 }),
     replicaCommitMs: Type.Integer({ minimum: 0, maximum: 10_000 }),
@@ -203,6 +204,12 @@ export const DEFAULTS: Config = {
   /** Local writes waiting for their commit or its fsync beyond which new ones get 503 (SHOAL_OVERLOADED):
    * the backpressure writers feel instead of silent loss. */
   maxPendingWrites: 10_000,
+  /** A server that has been part of a mesh holds its local writes after a start (they wait, up
+   * to `maxPendingWrites`) until a neighbour has told it how far its own changes go, at most this
+   * long: a server put back on an older copy of its data must get its later changes back from
+   * the mesh before it numbers new ones, or the mesh would take the new ones for those. A server
+   * that has never met another takes writes at once. 0: no hold. */
+  restartHoldMs: 5000,
   /** Ops per replication message. Larger batches mean fewer frames under load and bigger ones. */
   replicationBatchOps: 1000,
   /** After sending ops, a peer waits this many milliseconds before it sends more, so ops

@@ -168,6 +168,7 @@ export class Peer {
       {
         forwardTimeoutMs: config.forwardTimeoutMs,
         maxPendingWrites: config.maxPendingWrites,
+        restartHoldMs: config.restartHoldMs,
         batchOps: config.replicationBatchOps,
         batchMs: config.replicationBatchMs,
         replicaCommitMs: config.replicaCommitMs,
@@ -318,7 +319,10 @@ export class Peer {
     // A peer going missing (or a new one) ends a settled mesh's slow beacons at once.
     mesh.table.onChange(() => this.#discovery?.unsettled());
     replicator.start();
-    await this.#publishServerNode();
+    const published = this.#publishServerNode();
+    // Held writes (Replicator.holdingWrites) are answered once the mesh is reached: not awaited.
+    if (!replicator.holdingWrites) await published;
+    else published.catch((err) => this.log.warn({ err }, 'could not refresh this server node'));
     engine.start();
     this.#maintenance = setInterval(() => this.#maintain(), config.maintenanceIntervalMs);
     this.#maintenance.unref();

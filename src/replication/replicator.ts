@@ -24,7 +24,10 @@
  * own that the mesh holds; numbering on from its copy would reuse their sequence numbers, and
  * every replica would drop the new ops as duplicates. Its neighbours see that in its version
  * vector and send it its own ops, as to any peer that lacks an owner's ops; until it has them it
- * refuses local writes (503, retry), then numbers on after them.
+ * takes no local writes, then numbers on after them. As it cannot know it is behind before a
+ * neighbour's vector arrives, a server that has been in a mesh holds its local writes after a
+ * start until one has and it has its ops back (`restartHoldMs` at most); past that, writes while
+ * it is behind are refused (503, retry).
  *
  * Receiving: ops of an owner are applied strictly in sequence order; an op past a gap waits in a
  * bounded buffer (and the sender is asked for the gap by sending it our version vector), a
@@ -89,6 +92,8 @@ export interface ReplicatorOptions {
   forwardTimeoutMs: number;
   /** Local writes waiting for their commit beyond which new ones get 503 (backpressure). */
   maxPendingWrites: number;
+  /** How long a start holds local writes at most (Config.restartHoldMs; see the module comment). */
+  restartHoldMs: number;
   /** Ops per `ops` message. */
   batchOps: number;
   /** The least time between two flushes (Config.replicationBatchMs). */
@@ -157,6 +162,12 @@ export class Replicator implements MeshApplication {
    * that lacks an owner's ops, until they have them all.
    */
   readonly #returning = new Set<string>();
+  /**
+   * Set from a start until a neighbour's vector came and we hold every op of ours it knows of:
+   * local writes wait in `#queue`, uncommitted (see the module comment).
+   */
+  #hold: ReturnType<typeof setTimeout> | undefined;
+  #heardVector = false;
   /** Ops that arrived past a gap, per owner, by seq. */
   readonly #early = new Map<string, Map<number, Op>>();
   #earlyCount = 0;
@@ -233,12 +244,24 @@ export class Replicator implements MeshApplication {
 
   start(): void {
     this.#running = true;
+    const { selfId, log } = this.#deps;
+    const met = [...this.#vv.keys()].some((owner) => owner !== selfId);
+    if (met && this.#options.restartHoldMs > 0) {
+      log.info(
+        { maxMs: this.#options.restartHoldMs },
+        'holding local writes until a neighbour tells how far our own changes go',
+      );
+      this.#hold = setTimeout(() => this.#endHold(), this.#options.restartHoldMs);
+      this.#hold.unref();
+    }
     this.#antiEntropyTimer = setInterval(() => this.#swapVectors(), this.#options.antiEntropyIntervalMs);
     this.#antiEntropyTimer.unref();
   }
 
   stop(): void {
     this.#running = false;
+    clearTimeout(this.#hold);
+    this.#hold = undefined;
     clearTimeout(this.#replicaCommitTimer);
     this.#replicaCommitTimer = undefined;
     this.#deps.store.commitPending();
@@ -254,6 +277,11 @@ export class Replicator implements MeshApplication {
     }
     for (const p of this.#queue.splice(0))
       p.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is shutting down'));
+  }
+
+  /** True while a start holds local writes (see the module comment): they are answered later. */
+  get holdingWrites(): boolean {
+    return this.#hold !== undefined;
   }
 
   /** The applied seq of every owner. */
@@ -318,6 +346,8 @@ export class Replicator implements MeshApplication {
           this.#returning.add(peerId);
           this.#servedTo.clear();
         }
+        this.#heardVector = true;
+        this.#endHoldWhenCaughtUp();
         this.#scheduleFlush();
         return;
       }
@@ -344,15 +374,6 @@ export class Replicator implements MeshApplication {
     if (!this.#running)
       return Promise.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is not running'));
     if (this.#diskFailure) return Promise.reject(this.#refusedForDisk());
-    if ((this.#heads.get(this.#deps.selfId) ?? 0) > this.#committed) {
-      // The mesh holds ops of ours we lack (see `#returning`): numbering on now would reuse them.
-      return Promise.reject(
-        new ShoalError(
-          'SHOAL_OVERLOADED',
-          'this server is getting its own earlier changes back from the mesh (it runs on an older copy of its data); retry shortly',
-        ),
-      );
-    }
     if (this.#queue.length + this.#awaitingSync >= this.#options.maxPendingWrites) {
       this.#deps.metrics.writesRefused.inc({ reason: 'overloaded' });
       return Promise.reject(
@@ -364,11 +385,29 @@ export class Replicator implements MeshApplication {
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ req, resolve, reject });
-      if (!this.#commitScheduled) {
-        this.#commitScheduled = true;
-        setImmediate(() => this.#commit());
-      }
+      if (!this.#hold) this.#scheduleCommit();
     });
+  }
+
+  #scheduleCommit(): void {
+    if (this.#commitScheduled) return;
+    this.#commitScheduled = true;
+    setImmediate(() => this.#commit());
+  }
+
+  /** The mesh holds ops of ours we lack (see `#returning`): numbering on would reuse their seqs. */
+  #lacksOwnOps(): boolean {
+    return (this.#heads.get(this.#deps.selfId) ?? 0) > this.#committed;
+  }
+
+  #endHoldWhenCaughtUp(): void {
+    if (this.#hold && this.#heardVector && !this.#lacksOwnOps()) this.#endHold();
+  }
+
+  #endHold(): void {
+    clearTimeout(this.#hold);
+    this.#hold = undefined;
+    if (this.#queue.length > 0) this.#scheduleCommit();
   }
 
   /**
@@ -382,6 +421,14 @@ export class Replicator implements MeshApplication {
     if (this.#diskFailure) {
       // Taken before an fsync failed: nothing of them is stored.
       for (const item of batch) item.reject(this.#refusedForDisk());
+      return;
+    }
+    if (this.#lacksOwnOps()) {
+      const refusal = new ShoalError(
+        'SHOAL_OVERLOADED',
+        'this server is getting its own earlier changes back from the mesh (it runs on an older copy of its data); retry shortly',
+      );
+      for (const item of batch) item.reject(refusal);
       return;
     }
     const { store, selfId } = this.#deps;
@@ -863,6 +910,7 @@ export class Replicator implements MeshApplication {
   #ownOpsBack(): void {
     const ours = this.#vv.get(this.#deps.selfId) ?? 0;
     if (ours > this.#committed) this.#committed = ours;
+    this.#endHoldWhenCaughtUp();
   }
 
   /**

@@ -151,15 +151,19 @@ describe('replication across three peers', () => {
       assert.equal(res.status, 200);
     }
     await waitFor('b to have value 3', async () => (await nodeOn(b, point.id))?.value === 3);
+    const three = (await nodeOn(b, point.id))!.version;
     await back.stop();
     // Its disk is replaced; the backup goes back in.
     rmSync(a.dataDir, { recursive: true });
     renameSync(backup, a.dataDir);
     back = await cluster.start({ name: 'a', dataDir: a.dataDir });
     peers[0] = back;
-    await waitFor('a to get its value 3 back', async () => (await nodeOn(back, point.id))?.value === 3);
+    // Written at once, before a has heard from any neighbour: held until it has its ops back.
     const res = await api(back, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: 4 });
     assert.equal(res.status, 200);
+    const four = (await nodeOn(back, point.id))!;
+    assert.equal(four.value, 4);
+    assert.ok(four.version > three, `numbered ${four.version}, after value 3's ${three}`);
     await waitFor('b to have value 4', async () => (await nodeOn(b, point.id))?.value === 4);
     await waitFor('every peer to list the restored one as connected', () => fullMesh(peers));
   });

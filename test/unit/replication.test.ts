@@ -89,6 +89,7 @@ const DEFAULT_OPTIONS: ReplicatorOptions = {
   maxPendingOps: 1000,
   antiEntropyIntervalMs: 60_000,
   localSync: 'NORMAL',
+  restartHoldMs: 500,
 };
 
 /** Server ids are UUIDs; fixed ones keep every run of a seed identical. */
@@ -1135,6 +1136,92 @@ describe('an owner on an older copy of its data', () => {
         assertConverged(c.peers);
       },
     );
+  });
+});
+
+describe('holding local writes after a start', () => {
+  const triangle: [number, number][] = [
+    [0, 1],
+    [0, 2],
+    [1, 2],
+  ];
+  const names = (p: SimPeer) =>
+    p.store
+      .nodes({ type: 'Project' })
+      .map((n) => n.name)
+      .sort();
+
+  /** Stops peer 0, unlinked, and boots it again on `store`. */
+  function restartOn(c: Cluster, store: Store): SimPeer {
+    const a = c.peers[0]!;
+    for (const other of c.net.neighbours(a.id)) c.net.disconnect(a.id, other);
+    a.replicator.stop();
+    a.store.close();
+    a.store = store;
+    boot(c.net, a, c.peers, DEFAULT_OPTIONS);
+    return a;
+  }
+
+  test('an owner back on an older copy holds a write made before any neighbour is reached, then numbers it after the mesh', async () => {
+    await withCluster(3, triangle, { seed: 22 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer, SimPeer];
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
+      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
+      await c.net.settle();
+      // The backup: a's first op and b's, as a copy of a's data taken now would hold them.
+      const backup = new Store(':memory:');
+      backup.transaction('NORMAL', () => {
+        for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
+          backup.applyOp(op);
+      });
+      for (const name of ['two', 'three']) await c.net.resolve(a.nodes.create({ type: 'Project', name }));
+      await c.net.settle();
+      const held = a.store.ownerState(a.id).applied;
+      assert.ok(held > backup.ownerState(a.id).applied);
+
+      restartOn(c, backup);
+      assert.equal(a.replicator.holdingWrites, true, 'it has met other servers: it holds');
+      let answered: ShoalNode | undefined;
+      const four = a.nodes.create({ type: 'Project', name: 'four' });
+      void four.then((node) => {
+        answered = node;
+      });
+      await c.net.runFor(100);
+      assert.equal(answered, undefined, 'the write waits: no neighbour has told how far its ops go');
+      c.healAll();
+      const node = await c.net.resolve(four);
+      assert.equal(node.version, held + 1, 'numbered after the ops the mesh held');
+      assert.equal(a.replicator.holdingWrites, false);
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
+      assertConverged(c.peers);
+    });
+  });
+
+  test('with no neighbour reachable the hold ends after restartHoldMs; a server that never met another holds nothing', async () => {
+    await withCluster(2, [[0, 1]], { seed: 23 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      assert.equal(a.replicator.holdingWrites, false, 'a new server takes writes at once');
+      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
+      await c.net.settle();
+      const store = a.store;
+      // A clean restart on the same store, while b is away.
+      for (const other of c.net.neighbours(a.id)) c.net.disconnect(a.id, other);
+      a.replicator.stop();
+      boot(c.net, a, c.peers, DEFAULT_OPTIONS);
+      assert.equal(a.store, store);
+      assert.equal(a.replicator.holdingWrites, true);
+      const asked = c.net.time.now();
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'alone' }));
+      assert.ok(
+        c.net.time.now() - asked >= DEFAULT_OPTIONS.restartHoldMs,
+        `answered after ${c.net.time.now() - asked} ms`,
+      );
+      c.healAll();
+      await c.net.settle();
+      assert.deepEqual(names(b), ['alone', 'of b']);
+      assertConverged(c.peers);
+    });
   });
 });
 
