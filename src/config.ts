@@ -205,11 +205,14 @@ export const DEFAULTS: Config = {
    * the backpressure writers feel instead of silent loss. */
   maxPendingWrites: 10_000,
   /** A server that has been part of a mesh holds its local writes after a start (they wait, up
-   * to `maxPendingWrites`) until a neighbour has told it how far its own changes go, at most this
-   * long: a server put back on an older copy of its data must get its later changes back from
-   * the mesh before it numbers new ones, or the mesh would take the new ones for those. A server
-   * that has never met another takes writes at once. 0: no hold. */
-  restartHoldMs: 5000,
+   * to `maxPendingWrites`) until the mesh has formed around it, every neighbour has told it how
+   * far its own changes go, and it has them all, at most this long: a server put back on an older
+   * copy of its data must get its later changes back before it numbers new ones, or the mesh
+   * would take the new ones for those. Usually the hold ends as soon as the links are up; it
+   * lasts this long when some server is reached only through others. Enough for one lost start
+   * beacon (`beaconIntervalMs`) and a handshake. A server that has never met another holds
+   * nothing. 0: no hold, at the risk above. */
+  restartHoldMs: 10_000,
   /** Ops per replication message. Larger batches mean fewer frames under load and bigger ones. */
   replicationBatchOps: 1000,
   /** After sending ops, a peer waits this many milliseconds before it sends more, so ops

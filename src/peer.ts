@@ -319,10 +319,15 @@ export class Peer {
     // A peer going missing (or a new one) ends a settled mesh's slow beacons at once.
     mesh.table.onChange(() => this.#discovery?.unsettled());
     replicator.start();
-    const published = this.#publishServerNode();
-    // Held writes (Replicator.holdingWrites) are answered once the mesh is reached: not awaited.
-    if (!replicator.holdingWrites) await published;
-    else published.catch((err) => this.log.warn({ err }, 'could not refresh this server node'));
+    if (!replicator.holdingWrites) await this.#publishServerNode();
+    else {
+      // After a start that holds local writes (see replicator.ts), the Server node is compared
+      // with what the mesh holds of it, so only once the hold is over.
+      replicator
+        .whenWritable()
+        .then(() => this.#publishServerNode())
+        .catch((err) => this.log.warn({ err }, 'could not refresh the Server node of this server'));
+    }
     engine.start();
     this.#maintenance = setInterval(() => this.#maintain(), config.maintenanceIntervalMs);
     this.#maintenance.unref();

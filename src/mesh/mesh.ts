@@ -445,6 +445,11 @@ export class Mesh {
     return route && route !== 'direct' && this.#direct.has(route) ? route : undefined;
   }
 
+  /** See MeshPort.formed (replicator.ts). */
+  formed(): boolean {
+    return this.table.formed();
+  }
+
   /** Goes up whenever `linked` may answer differently (the peer table moved). */
   get linkVersion(): number {
     return this.table.version;

@@ -179,6 +179,21 @@ export class PeerTable {
     return connected;
   }
 
+  /**
+   * True when some peer is linked directly and so is every peer that looks up: none is reached
+   * only through others, being dialled, or heard from and about to be. Peers whose last dial
+   * failed, or that left, do not count.
+   */
+  formed(): boolean {
+    let linked = false;
+    for (const entry of this.#entries.values()) {
+      if (entry.link) linked = true;
+      else if (!entry.left && (entry.state !== 'disconnected' || (entry.fresh && entry.dialable)))
+        return false;
+    }
+    return linked;
+  }
+
   /** True when the peer is known at this generation (no need to answer its beacon). */
   knows(id: string, generation: number): boolean {
     const entry = this.#entries.get(id);

@@ -24,10 +24,12 @@
  * own that the mesh holds; numbering on from its copy would reuse their sequence numbers, and
  * every replica would drop the new ops as duplicates. Its neighbours see that in its version
  * vector and send it its own ops, as to any peer that lacks an owner's ops; until it has them it
- * takes no local writes, then numbers on after them. As it cannot know it is behind before a
- * neighbour's vector arrives, a server that has been in a mesh holds its local writes after a
- * start until one has and it has its ops back (`restartHoldMs` at most); past that, writes while
- * it is behind are refused (503, retry).
+ * takes no local writes, then numbers on after them. As it cannot know it is behind before its
+ * neighbours' vectors arrive, and any one neighbour may be behind too, a server that has been in
+ * a mesh holds its local writes after a start until the mesh has formed around it (every peer
+ * known to be up is linked directly: `MeshPort.formed`), every neighbour's vector has come, and
+ * it has its ops back; `restartHoldMs` at most. Past that, writes while it is behind are refused
+ * (503, retry).
  *
  * Receiving: ops of an owner are applied strictly in sequence order; an op past a gap waits in a
  * bounded buffer (and the sender is asked for the gap by sending it our version vector), a
@@ -74,6 +76,11 @@ export interface MeshPort {
   linked(a: string, b: string): boolean;
   /** Goes up whenever `linked` may answer differently. */
   readonly linkVersion: number;
+  /**
+   * True when some peer is linked directly and so is every peer known to be up: none is reached
+   * only through others or being dialled. (Peers known to be down do not count.)
+   */
+  formed(): boolean;
 }
 
 export interface ReplicatorDeps {
@@ -140,6 +147,8 @@ export class Replicator implements MeshApplication {
   readonly #vv = new Map<string, number>();
   /** The last seq of ours committed here, durable or not yet: the next op gets the one after. */
   #committed = 0;
+  /** The first seq this run gave a local write (see `#heard`). */
+  #numberedFrom: number | undefined;
   /** Our ops committed but not yet known durable, in order. */
   readonly #undurable: Op[] = [];
   /** What to do when those are durable, or their fsync failed: per commit, in order. */
@@ -163,11 +172,14 @@ export class Replicator implements MeshApplication {
    */
   readonly #returning = new Set<string>();
   /**
-   * Set from a start until a neighbour's vector came and we hold every op of ours it knows of:
-   * local writes wait in `#queue`, uncommitted (see the module comment).
+   * After a start, local writes wait in `#queue`, uncommitted, until the mesh has told us how far
+   * our own ops go (`#endHoldWhenCaughtUp`), at most until `#holdDeadline` (see the module comment).
    */
-  #hold: ReturnType<typeof setTimeout> | undefined;
-  #heardVector = false;
+  #holding = false;
+  #holdDeadline = 0;
+  #holdTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Callers of `whenWritable`. */
+  #writableWaiters: (() => void)[] = [];
   /** Ops that arrived past a gap, per owner, by seq. */
   readonly #early = new Map<string, Map<number, Op>>();
   #earlyCount = 0;
@@ -244,15 +256,15 @@ export class Replicator implements MeshApplication {
 
   start(): void {
     this.#running = true;
-    const { selfId, log } = this.#deps;
+    const { selfId, log, clock } = this.#deps;
     const met = [...this.#vv.keys()].some((owner) => owner !== selfId);
     if (met && this.#options.restartHoldMs > 0) {
       log.info(
         { maxMs: this.#options.restartHoldMs },
-        'holding local writes until a neighbour tells how far our own changes go',
+        'holding local writes until the mesh tells how far our own changes go',
       );
-      this.#hold = setTimeout(() => this.#endHold(), this.#options.restartHoldMs);
-      this.#hold.unref();
+      this.#holdDeadline = clock.now() + this.#options.restartHoldMs;
+      this.#hold();
     }
     this.#antiEntropyTimer = setInterval(() => this.#swapVectors(), this.#options.antiEntropyIntervalMs);
     this.#antiEntropyTimer.unref();
@@ -260,8 +272,9 @@ export class Replicator implements MeshApplication {
 
   stop(): void {
     this.#running = false;
-    clearTimeout(this.#hold);
-    this.#hold = undefined;
+    clearTimeout(this.#holdTimer);
+    this.#holding = false;
+    this.#writableWaiters = [];
     clearTimeout(this.#replicaCommitTimer);
     this.#replicaCommitTimer = undefined;
     this.#deps.store.commitPending();
@@ -281,7 +294,18 @@ export class Replicator implements MeshApplication {
 
   /** True while a start holds local writes (see the module comment): they are answered later. */
   get holdingWrites(): boolean {
-    return this.#hold !== undefined;
+    return this.#holding;
+  }
+
+  /**
+   * Resolves once local writes are taken: the start's hold is over and no ops of ours are missing
+   * here (never, if they never come back; not after `stop`).
+   */
+  whenWritable(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#writableWaiters.push(resolve);
+      this.#wakeWritable();
+    });
   }
 
   /** The applied seq of every owner. */
@@ -317,9 +341,11 @@ export class Replicator implements MeshApplication {
     this.#cursors.delete(peerId);
     this.#returning.delete(peerId);
     this.#servedTo.clear();
+    this.#endHoldWhenCaughtUp();
   }
 
   routesChanged(): void {
+    this.#endHoldWhenCaughtUp();
     // Debounced: a peer joining changes many views at once.
     if (this.#routesTimer) return;
     this.#routesTimer = setTimeout(() => {
@@ -346,7 +372,6 @@ export class Replicator implements MeshApplication {
           this.#returning.add(peerId);
           this.#servedTo.clear();
         }
-        this.#heardVector = true;
         this.#endHoldWhenCaughtUp();
         this.#scheduleFlush();
         return;
@@ -385,7 +410,7 @@ export class Replicator implements MeshApplication {
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ req, resolve, reject });
-      if (!this.#hold) this.#scheduleCommit();
+      if (!this.#holding) this.#scheduleCommit();
     });
   }
 
@@ -400,14 +425,30 @@ export class Replicator implements MeshApplication {
     return (this.#heads.get(this.#deps.selfId) ?? 0) > this.#committed;
   }
 
+  /** Holds local writes until the mesh has told us how far our ops go, or `#holdDeadline`. */
+  #hold(): void {
+    this.#holding = true;
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = setTimeout(() => this.#endHold(), this.#holdDeadline - this.#deps.clock.now());
+    this.#holdTimer.unref();
+  }
+
   #endHoldWhenCaughtUp(): void {
-    if (this.#hold && this.#heardVector && !this.#lacksOwnOps()) this.#endHold();
+    if (!this.#holding || this.#lacksOwnOps() || !this.#deps.mesh.formed()) return;
+    for (const peer of this.#deps.mesh.directPeers()) if (this.#cursors.get(peer) === undefined) return;
+    this.#endHold();
   }
 
   #endHold(): void {
-    clearTimeout(this.#hold);
-    this.#hold = undefined;
+    clearTimeout(this.#holdTimer);
+    this.#holding = false;
     if (this.#queue.length > 0) this.#scheduleCommit();
+    this.#wakeWritable();
+  }
+
+  #wakeWritable(): void {
+    if (this.#holding || this.#lacksOwnOps()) return;
+    for (const resolve of this.#writableWaiters.splice(0)) resolve();
   }
 
   /**
@@ -424,6 +465,12 @@ export class Replicator implements MeshApplication {
       return;
     }
     if (this.#lacksOwnOps()) {
+      if (this.#deps.clock.now() < this.#holdDeadline) {
+        // A vector came after the hold ended: the start's hold goes on while it may.
+        this.#queue.unshift(...batch);
+        this.#hold();
+        return;
+      }
       const refusal = new ShoalError(
         'SHOAL_OVERLOADED',
         'this server is getting its own earlier changes back from the mesh (it runs on an older copy of its data); retry shortly',
@@ -443,6 +490,7 @@ export class Replicator implements MeshApplication {
             let last: Op | undefined;
             for (const op of ops) {
               store.applyOp(op);
+              this.#numberedFrom ??= op.seq;
               this.#committed = op.seq;
               applied.push(op);
               last = op;
@@ -911,6 +959,7 @@ export class Replicator implements MeshApplication {
     const ours = this.#vv.get(this.#deps.selfId) ?? 0;
     if (ours > this.#committed) this.#committed = ours;
     this.#endHoldWhenCaughtUp();
+    this.#wakeWritable();
   }
 
   /**
@@ -945,11 +994,20 @@ export class Replicator implements MeshApplication {
   #heard(owner: string, seq: number): void {
     if (seq <= (this.#heads.get(owner) ?? 0)) return;
     this.#heads.set(owner, seq);
-    if (owner === this.#deps.selfId && seq > this.#committed)
+    if (owner !== this.#deps.selfId || seq <= this.#committed) return;
+    if (this.#numberedFrom === undefined) {
       this.#deps.log.warn(
         { has: this.#committed, mesh: seq },
-        'the mesh holds ops of ours this server lacks (an older copy of its data?): getting them back; local writes wait',
+        'the mesh holds ops of ours this server lacks (an older copy of its data?): getting them back; new local writes wait',
       );
+    } else {
+      // The mesh's ops past ours were numbered before this run, so it holds others at the
+      // numbers this run gave from `#numberedFrom` on: every replica takes ours for those.
+      this.#deps.log.error(
+        { from: this.#numberedFrom, to: this.#committed, mesh: seq },
+        'changes made here since this start reused sequence numbers the mesh held already (an older copy of the data, started while no server that had the later changes was reachable): they will not reach the other servers',
+      );
+    }
   }
 
   #holdEarly(op: Op): void {

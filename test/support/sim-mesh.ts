@@ -240,6 +240,14 @@ export class SimMesh {
       directPeers: () => this.neighbours(id),
       nextHop: (peer) => this.#nextHop(id, peer),
       linked: (a, b) => this.isUp(a, b),
+      // Every peer reachable is a neighbour (a peer's table knows every peer it can reach).
+      formed: () => {
+        const direct = this.neighbours(id);
+        return (
+          direct.length > 0 &&
+          direct.every((n) => this.neighbours(n).every((m) => m === id || this.isUp(id, m)))
+        );
+      },
       get linkVersion() {
         return sim.#linkVersion;
       },

@@ -449,6 +449,31 @@ describe('PeerTable: routes through relays', () => {
   });
 });
 
+describe('PeerTable: formed (when a restarted server has heard from everyone it can reach)', () => {
+  test('alone: no; a peer reached only through another: no; every peer up linked directly: yes', () => {
+    const t = setup();
+    assert.equal(t.table.formed(), false, 'nobody linked');
+    t.table.linkUp(A, 1, t.link());
+    assert.equal(t.table.formed(), true);
+    t.table.learnedRecord(record(A, { links: [SELF, B] }));
+    t.table.learnedRecord(record(B, { links: [A] }));
+    assert.equal(t.table.formed(), false, 'B is reached through A only');
+    t.table.linkUp(B, 1, t.link());
+    assert.equal(t.table.formed(), true);
+    t.table.learnedRecord(record(C, { links: [] }));
+    assert.equal(t.table.formed(), false, 'C was just heard of: it is about to be dialled');
+    t.table.dialStarted(C);
+    t.table.dialEnded(C);
+    assert.equal(t.table.formed(), true, 'the dial failed: C is down, nothing to wait for');
+    t.beacon(C);
+    assert.equal(t.table.formed(), false, 'C beaconed: it is up');
+    t.table.linkUp(C, 1, t.link());
+    assert.equal(t.table.formed(), true);
+    t.table.linkDown(C);
+    assert.equal(t.table.formed(), true, 'C went silent: down');
+  });
+});
+
 describe('PeerTable: forgetting', () => {
   test('a peer disconnected for the TTL is forgotten; not-newer records of it are ignored after', () => {
     const t = setup();

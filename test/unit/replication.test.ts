@@ -1198,6 +1198,67 @@ describe('holding local writes after a start', () => {
     });
   });
 
+  test('a neighbour that is behind too does not end the hold while another is reachable through it', async () => {
+    await withCluster(3, triangle, { seed: 24 }, {}, async (c) => {
+      const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
+      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
+      await c.net.settle();
+      const backup = new Store(':memory:');
+      backup.transaction('NORMAL', () => {
+        for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
+          backup.applyOp(op);
+      });
+      // c is away while a writes two more.
+      c.net.disconnect(cc.id, a.id);
+      c.net.disconnect(cc.id, b.id);
+      for (const name of ['two', 'three']) await c.net.resolve(a.nodes.create({ type: 'Project', name }));
+      await c.net.settle();
+      const held = a.store.ownerState(a.id).applied;
+
+      restartOn(c, backup);
+      c.net.connect(b.id, cc.id);
+      c.net.connect(a.id, cc.id); // c, as far behind as a's copy, links first.
+      let answered: ShoalNode | undefined;
+      const four = a.nodes.create({ type: 'Project', name: 'four' });
+      void four.then((node) => {
+        answered = node;
+      });
+      await c.net.runFor(100);
+      assert.equal(answered, undefined, 'b is reachable through c but has not been heard: the write waits');
+      c.net.connect(a.id, b.id);
+      const node = await c.net.resolve(four);
+      assert.equal(node.version, held + 1, 'numbered after the ops b held');
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
+      assertConverged(c.peers);
+    });
+  });
+
+  test('held writes count towards maxPendingWrites; stop refuses those held', async () => {
+    await withCluster(2, [[0, 1]], { seed: 25 }, { maxPendingWrites: 2 }, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
+      await c.net.settle();
+      c.net.disconnect(a.id, b.id);
+      a.replicator.stop();
+      boot(c.net, a, c.peers, { ...DEFAULT_OPTIONS, maxPendingWrites: 2 });
+      const held = [1, 2].map((i) => a.nodes.create({ type: 'Project', name: `held ${i}` }));
+      for (const p of held) p.catch(() => {});
+      await assert.rejects(
+        a.nodes.create({ type: 'Project', name: 'one too many' }),
+        (err: ShoalError) => err.code === 'SHOAL_OVERLOADED' && /more than 2 writes/.test(err.message),
+      );
+      a.replicator.stop();
+      for (const p of held)
+        await assert.rejects(
+          p,
+          (err: ShoalError) => err.code === 'SHOAL_OVERLOADED' && /shutting down/.test(err.message),
+        );
+      assert.deepEqual(names(a), ['of b'], 'nothing held was stored');
+    });
+  });
+
   test('with no neighbour reachable the hold ends after restartHoldMs; a server that never met another holds nothing', async () => {
     await withCluster(2, [[0, 1]], { seed: 23 }, {}, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
