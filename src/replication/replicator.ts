@@ -28,8 +28,9 @@
  * neighbours' vectors arrive, and any one neighbour may be behind too, a server that has been in
  * a mesh holds its local writes after a start until the mesh has formed around it (every peer
  * known to be up is linked directly: `MeshPort.formed`), every neighbour's vector has come, and
- * it has its ops back; `restartHoldMs` at most. Past that, writes while it is behind are refused
- * (503, retry).
+ * it has its ops back; `restartHoldMs` at most (a write forwarded by another peer, half of
+ * `forwardTimeoutMs` at most, then it is refused unwritten). Past that, writes while it is behind
+ * are refused (503, retry).
  *
  * Receiving: ops of an owner are applied strictly in sequence order; an op past a gap waits in a
  * bounded buffer (and the sender is asked for the gap by sending it our version vector), a
@@ -395,7 +396,12 @@ export class Replicator implements MeshApplication {
 
   // --- Local writes: validated, committed in groups, then pushed ----------------------------
 
-  #local(req: WriteRequest): Promise<WriteOutcome> {
+  /**
+   * `heldAtMostMs`: how long the write may wait for the start's hold (see the module comment)
+   * before it is refused, not written; a forwarded write's sender times out after
+   * `forwardTimeoutMs`, and a clean refusal before that beats an answer of "it may be written".
+   */
+  #local(req: WriteRequest, heldAtMostMs = Number.POSITIVE_INFINITY): Promise<WriteOutcome> {
     if (!this.#running)
       return Promise.reject(new ShoalError('SHOAL_OVERLOADED', 'the server is not running'));
     if (this.#diskFailure) return Promise.reject(this.#refusedForDisk());
@@ -409,8 +415,22 @@ export class Replicator implements MeshApplication {
       );
     }
     return new Promise((resolve, reject) => {
-      this.#queue.push({ req, resolve, reject });
+      const pending = { req, resolve, reject };
+      this.#queue.push(pending);
       if (!this.#holding) this.#scheduleCommit();
+      else if (heldAtMostMs < Number.POSITIVE_INFINITY) {
+        setTimeout(() => {
+          const at = this.#queue.indexOf(pending);
+          if (at < 0 || !this.#holding) return;
+          this.#queue.splice(at, 1);
+          reject(
+            new ShoalError(
+              'SHOAL_OVERLOADED',
+              `the owner ${this.#deps.selfId} has just started and is catching up with the mesh: nothing was written; retry shortly`,
+            ),
+          );
+        }, heldAtMostMs).unref();
+      }
     });
   }
 
@@ -1131,7 +1151,7 @@ export class Replicator implements MeshApplication {
     }
     let outcome = this.#recent.get(message.rid);
     if (!outcome) {
-      outcome = this.#local(message.req);
+      outcome = this.#local(message.req, this.#options.forwardTimeoutMs / 2);
       this.#recent.set(message.rid, outcome);
       if (this.#recent.size > RECENT_RESULTS) this.#recent.delete(this.#recent.keys().next().value!);
     }

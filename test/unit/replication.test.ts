@@ -1235,6 +1235,32 @@ describe('holding local writes after a start', () => {
     });
   });
 
+  test('a write forwarded to a held owner is refused, not written, before its sender gives up; taken after the hold', async () => {
+    // a-b-c in a line: c is reached through b only, so a's hold lasts restartHoldMs.
+    const line: [number, number][] = [
+      [0, 1],
+      [1, 2],
+    ];
+    await withCluster(3, line, { seed: 26 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer, SimPeer];
+      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
+      await c.net.settle();
+      c.restart(0);
+      assert.equal(a.replicator.holdingWrites, true);
+      // a's refusal, not b's own timeout (SHOAL_OWNER_UNREACHABLE after forwardTimeoutMs).
+      await assert.rejects(
+        c.net.resolve(b.nodes.create({ type: 'Project', name: 'too early', owner: a.id })),
+        (err: ShoalError) =>
+          err.code === 'SHOAL_OVERLOADED' && /catching up.*nothing was written/.test(err.message),
+      );
+      await c.net.runFor(DEFAULT_OPTIONS.restartHoldMs);
+      assert.equal(a.replicator.holdingWrites, false);
+      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'later', owner: a.id }));
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['later', 'of b'], p.name);
+    });
+  });
+
   test('held writes count towards maxPendingWrites; stop refuses those held', async () => {
     await withCluster(2, [[0, 1]], { seed: 25 }, { maxPendingWrites: 2 }, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
