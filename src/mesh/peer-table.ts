@@ -188,9 +188,14 @@ export class PeerTable {
     let linked = false;
     for (const entry of this.#entries.values()) {
       if (entry.link) linked = true;
-      else if (!entry.left && (entry.state !== 'disconnected' || (entry.fresh && entry.dialable)))
+      else if (entry.left) continue;
+      else if (entry.state !== 'disconnected') return false;
+      else if (entry.fresh && entry.dialable && entry.port !== undefined && entry.addresses.length > 0)
         return false;
     }
+    // A static peer not tried yet, or in its first dial, may be one that nothing else reaches.
+    for (const target of this.#statics.values())
+      if (target.id === undefined && (target.dialing || target.attempts === 0)) return false;
     return linked;
   }
 
@@ -260,7 +265,10 @@ export class PeerTable {
     const target = this.#statics.get(key) ?? this.#entries.get(key);
     if (!target) return;
     target.dialing = false;
-    if (remoteId !== undefined) {
+    // A peer's address answered with another id (the server there was replaced): for this peer
+    // that is a failed dial, or it would be dialled again at once, forever.
+    const answered = remoteId !== undefined && ('host' in target || remoteId === key);
+    if (answered) {
       target.attempts = 0;
       if ('host' in target) target.id = remoteId;
     } else {

@@ -128,6 +128,9 @@ interface Pending {
   req: WriteRequest;
   resolve: (outcome: WriteOutcome) => void;
   reject: (err: ShoalError) => void;
+  /** How long a start's hold may keep it (`#local`), and the timer that then refuses it. */
+  heldAtMostMs: number;
+  refusal?: ReturnType<typeof setTimeout>;
 }
 
 const SNAPSHOT_CHUNK = 500;
@@ -174,11 +177,14 @@ export class Replicator implements MeshApplication {
   readonly #returning = new Set<string>();
   /**
    * After a start, local writes wait in `#queue`, uncommitted, until the mesh has told us how far
-   * our own ops go (`#endHoldWhenCaughtUp`), at most until `#holdDeadline` (see the module comment).
+   * our own ops go (`#endHoldWhenCaughtUp`), for `restartHoldMs` at most (see the module comment).
    */
   #holding = false;
-  #holdDeadline = 0;
+  /** True until `restartHoldMs` after the start: a hold may begin again (`#commit`). */
+  #holdOpen = false;
   #holdTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Owners found numbering two ops alike (`#checkDuplicate`), said once each. */
+  readonly #reusedReported = new Set<string>();
   /** Callers of `whenWritable`. */
   #writableWaiters: (() => void)[] = [];
   /** Ops that arrived past a gap, per owner, by seq. */
@@ -257,14 +263,20 @@ export class Replicator implements MeshApplication {
 
   start(): void {
     this.#running = true;
-    const { selfId, log, clock } = this.#deps;
+    const { selfId, log } = this.#deps;
     const met = [...this.#vv.keys()].some((owner) => owner !== selfId);
     if (met && this.#options.restartHoldMs > 0) {
       log.info(
         { maxMs: this.#options.restartHoldMs },
         'holding local writes until the mesh tells how far our own changes go',
       );
-      this.#holdDeadline = clock.now() + this.#options.restartHoldMs;
+      this.#holdOpen = true;
+      // A timer, not a deadline on the clock: an NTP step at boot must not stretch or end it.
+      this.#holdTimer = setTimeout(() => {
+        this.#holdOpen = false;
+        if (this.#holding) this.#endHold();
+      }, this.#options.restartHoldMs);
+      this.#holdTimer.unref();
       this.#hold();
     }
     this.#antiEntropyTimer = setInterval(() => this.#swapVectors(), this.#options.antiEntropyIntervalMs);
@@ -275,6 +287,7 @@ export class Replicator implements MeshApplication {
     this.#running = false;
     clearTimeout(this.#holdTimer);
     this.#holding = false;
+    this.#holdOpen = false;
     this.#writableWaiters = [];
     clearTimeout(this.#replicaCommitTimer);
     this.#replicaCommitTimer = undefined;
@@ -415,23 +428,28 @@ export class Replicator implements MeshApplication {
       );
     }
     return new Promise((resolve, reject) => {
-      const pending = { req, resolve, reject };
+      const pending: Pending = { req, resolve, reject, heldAtMostMs };
       this.#queue.push(pending);
-      if (!this.#holding) this.#scheduleCommit();
-      else if (heldAtMostMs < Number.POSITIVE_INFINITY) {
-        setTimeout(() => {
-          const at = this.#queue.indexOf(pending);
-          if (at < 0 || !this.#holding) return;
-          this.#queue.splice(at, 1);
-          reject(
-            new ShoalError(
-              'SHOAL_OVERLOADED',
-              `the owner ${this.#deps.selfId} has just started and is catching up with the mesh: nothing was written; retry shortly`,
-            ),
-          );
-        }, heldAtMostMs).unref();
-      }
+      if (this.#holding) this.#refuseWhenOverdue(pending);
+      else this.#scheduleCommit();
     });
+  }
+
+  /** Refuses a held write, unwritten, once it was held `heldAtMostMs` (see `#local`). */
+  #refuseWhenOverdue(pending: Pending): void {
+    if (pending.refusal || pending.heldAtMostMs === Number.POSITIVE_INFINITY) return;
+    pending.refusal = setTimeout(() => {
+      const at = this.#queue.indexOf(pending);
+      if (at < 0 || !this.#holding) return;
+      this.#queue.splice(at, 1);
+      pending.reject(
+        new ShoalError(
+          'SHOAL_OVERLOADED',
+          `the owner ${this.#deps.selfId} has just started and is catching up with the mesh: nothing was written; retry shortly`,
+        ),
+      );
+    }, pending.heldAtMostMs);
+    pending.refusal.unref();
   }
 
   #scheduleCommit(): void {
@@ -445,12 +463,10 @@ export class Replicator implements MeshApplication {
     return (this.#heads.get(this.#deps.selfId) ?? 0) > this.#committed;
   }
 
-  /** Holds local writes until the mesh has told us how far our ops go, or `#holdDeadline`. */
+  /** Holds local writes until the mesh has told us how far our ops go (or the hold's time is up). */
   #hold(): void {
     this.#holding = true;
-    clearTimeout(this.#holdTimer);
-    this.#holdTimer = setTimeout(() => this.#endHold(), this.#holdDeadline - this.#deps.clock.now());
-    this.#holdTimer.unref();
+    for (const pending of this.#queue) this.#refuseWhenOverdue(pending);
   }
 
   #endHoldWhenCaughtUp(): void {
@@ -460,7 +476,6 @@ export class Replicator implements MeshApplication {
   }
 
   #endHold(): void {
-    clearTimeout(this.#holdTimer);
     this.#holding = false;
     if (this.#queue.length > 0) this.#scheduleCommit();
     this.#wakeWritable();
@@ -485,7 +500,7 @@ export class Replicator implements MeshApplication {
       return;
     }
     if (this.#lacksOwnOps()) {
-      if (this.#deps.clock.now() < this.#holdDeadline) {
+      if (this.#holdOpen) {
         // A vector came after the hold ended: the start's hold goes on while it may.
         this.#queue.unshift(...batch);
         this.#hold();
@@ -498,6 +513,7 @@ export class Replicator implements MeshApplication {
       for (const item of batch) item.reject(refusal);
       return;
     }
+    for (const item of batch) clearTimeout(item.refusal);
     const { store, selfId } = this.#deps;
     const outcomes: (WriteOutcome | ShoalError)[] = [];
     const applied: Op[] = [];
@@ -964,6 +980,8 @@ export class Replicator implements MeshApplication {
         } else if (result === 'gap') {
           gap = true;
           this.#holdEarly(op);
+        } else {
+          this.#checkDuplicate(op);
         }
       }
     });
@@ -972,6 +990,22 @@ export class Replicator implements MeshApplication {
     this.#commitSoon();
     if (gap) this.#requestGap(from);
     this.#afterApply(applied);
+  }
+
+  /**
+   * An op we hold under the same number with another stamp: its owner numbered two ops alike (an
+   * older copy of its data started where no server with its later ops was reachable). Only the
+   * first is applied anywhere that had it; said once per owner, as nothing here can mend it.
+   */
+  #checkDuplicate(op: Op): void {
+    if (this.#reusedReported.has(op.owner)) return;
+    const held = this.#deps.store.opsAfter(op.owner, op.seq - 1, 1)[0];
+    if (held?.seq !== op.seq || held.hlc === op.hlc) return;
+    this.#reusedReported.add(op.owner);
+    this.#deps.log.error(
+      { owner: op.owner, seq: op.seq, held: held.hlc, received: op.hlc },
+      'an owner numbered two different changes alike (a server restored from an older copy of its data while no server with its later changes was reachable): the later one is not applied here',
+    );
   }
 
   /** Ops of ours came back from the mesh (see `#returning`): new ones are numbered after them. */

@@ -471,6 +471,35 @@ describe('PeerTable: formed (when a restarted server has heard from everyone it 
     assert.equal(t.table.formed(), true);
     t.table.linkDown(C);
     assert.equal(t.table.formed(), true, 'C went silent: down');
+    const D = 'd0000000-0000-4000-8000-000000000000';
+    t.table.learnedRecord(record(D, { addresses: [] }));
+    assert.equal(t.table.formed(), true, 'D cannot be dialled (no address): nothing to wait for');
+  });
+
+  test('a static peer not tried yet, or in its first dial, is waited for; after a failed dial it is not', () => {
+    const t = setup({ staticPeers: [{ host: 'nas.lan', port: 7420 }] });
+    t.table.linkUp(A, 1, t.link());
+    assert.equal(t.table.formed(), false, 'the static peer may be one nothing else reaches');
+    t.table.dialStarted('static:nas.lan:7420');
+    assert.equal(t.table.formed(), false);
+    t.table.dialEnded('static:nas.lan:7420');
+    assert.equal(t.table.formed(), true);
+  });
+});
+
+describe('PeerTable: a server replaced at the same address', () => {
+  test('a dial of the old id that links to another is a failed dial of the old id, not redialled at once', () => {
+    const t = setup();
+    t.beacon(HIGH);
+    assert.deepEqual(t.due(), [HIGH]);
+    t.table.dialStarted(HIGH);
+    t.table.linkUp(LOW, 1, t.link());
+    t.table.dialEnded(HIGH, LOW); // The address now belongs to LOW.
+    assert.deepEqual(t.due(), [], 'backoff, not a dial on every pump');
+    assert.equal(t.state(HIGH), 'disconnected');
+    assert.equal(t.table.formed(), true, 'nothing to wait for: HIGH is not up');
+    t.clock.advance(OPTIONS.reconnectMaxMs);
+    assert.deepEqual(t.due(), [HIGH], 'tried again later, with backoff');
   });
 });
 

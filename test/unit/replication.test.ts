@@ -30,6 +30,8 @@ interface SimPeer {
   bus: EventBus;
   /** Every event published on `bus`. */
   events: ShoalEvent[];
+  /** What the peer logged at error level (JSON lines). */
+  errors: string[];
   /** These three are replaced when the peer restarts. */
   replicator: Replicator;
   nodes: NodeService;
@@ -48,7 +50,7 @@ function boot(net: SimMesh, peer: SimPeer, peers: SimPeer[], options: Replicator
       hlc: new HybridClock(net.time, 1000),
       events: peer.bus,
       metrics: peer.metrics,
-      log: pino({ level: 'silent' }),
+      log: pino({ level: 'error' }, { write: (line: string) => peer.errors.push(line) }),
     },
     options,
   );
@@ -137,7 +139,14 @@ async function startCluster(
     for (let i = 0; i < n; i++) {
       const id = serverId(i);
       const bus = new EventBus();
-      const peer = { id, name: `p${i}`, store: new Store(':memory:'), bus, events: [] } as unknown as SimPeer;
+      const peer = {
+        id,
+        name: `p${i}`,
+        store: new Store(':memory:'),
+        bus,
+        events: [],
+        errors: [],
+      } as unknown as SimPeer;
       bus.subscribe((e) => peer.events.push(e));
       boot(net, peer, peers, { ...DEFAULT_OPTIONS, ...options });
       peers.push(peer);
@@ -1151,6 +1160,36 @@ describe('holding local writes after a start', () => {
       .map((n) => n.name)
       .sort();
 
+  /**
+   * a and b write, and a copy of a's store is taken (what a backup would hold); then c goes away
+   * and a writes two more. The copy lacks those, b has them, c does not.
+   */
+  async function copyThenAway(c: Cluster): Promise<{ backup: Store; held: number }> {
+    const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
+    await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
+    await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
+    await c.net.settle();
+    const backup = new Store(':memory:');
+    backup.transaction('NORMAL', () => {
+      for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
+        backup.applyOp(op);
+    });
+    c.net.disconnect(cc.id, a.id);
+    c.net.disconnect(cc.id, b.id);
+    for (const name of ['two', 'three']) await c.net.resolve(a.nodes.create({ type: 'Project', name }));
+    await c.net.settle();
+    return { backup, held: a.store.ownerState(a.id).applied };
+  }
+
+  /** A promise, and what it resolved to so far. */
+  function watched<T>(promise: Promise<T>): { promise: Promise<T>; value: () => T | undefined } {
+    let value: T | undefined;
+    void promise.then((v) => {
+      value = v;
+    });
+    return { promise, value: () => value };
+  }
+
   /** Stops peer 0, unlinked, and boots it again on `store`. */
   function restartOn(c: Cluster, store: Store): SimPeer {
     const a = c.peers[0]!;
@@ -1181,15 +1220,11 @@ describe('holding local writes after a start', () => {
 
       restartOn(c, backup);
       assert.equal(a.replicator.holdingWrites, true, 'it has met other servers: it holds');
-      let answered: ShoalNode | undefined;
-      const four = a.nodes.create({ type: 'Project', name: 'four' });
-      void four.then((node) => {
-        answered = node;
-      });
+      const four = watched(a.nodes.create({ type: 'Project', name: 'four' }));
       await c.net.runFor(100);
-      assert.equal(answered, undefined, 'the write waits: no neighbour has told how far its ops go');
+      assert.equal(four.value(), undefined, 'the write waits: no neighbour has told how far its ops go');
       c.healAll();
-      const node = await c.net.resolve(four);
+      const node = await c.net.resolve(four.promise);
       assert.equal(node.version, held + 1, 'numbered after the ops the mesh held');
       assert.equal(a.replicator.holdingWrites, false);
       await c.net.settle();
@@ -1201,33 +1236,20 @@ describe('holding local writes after a start', () => {
   test('a neighbour that is behind too does not end the hold while another is reachable through it', async () => {
     await withCluster(3, triangle, { seed: 24 }, {}, async (c) => {
       const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
-      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
-      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
-      await c.net.settle();
-      const backup = new Store(':memory:');
-      backup.transaction('NORMAL', () => {
-        for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
-          backup.applyOp(op);
-      });
-      // c is away while a writes two more.
-      c.net.disconnect(cc.id, a.id);
-      c.net.disconnect(cc.id, b.id);
-      for (const name of ['two', 'three']) await c.net.resolve(a.nodes.create({ type: 'Project', name }));
-      await c.net.settle();
-      const held = a.store.ownerState(a.id).applied;
+      const { backup, held } = await copyThenAway(c);
 
       restartOn(c, backup);
       c.net.connect(b.id, cc.id);
       c.net.connect(a.id, cc.id); // c, as far behind as a's copy, links first.
-      let answered: ShoalNode | undefined;
-      const four = a.nodes.create({ type: 'Project', name: 'four' });
-      void four.then((node) => {
-        answered = node;
-      });
+      const four = watched(a.nodes.create({ type: 'Project', name: 'four' }));
       await c.net.runFor(100);
-      assert.equal(answered, undefined, 'b is reachable through c but has not been heard: the write waits');
+      assert.equal(
+        four.value(),
+        undefined,
+        'b is reachable through c but has not been heard: the write waits',
+      );
       c.net.connect(a.id, b.id);
-      const node = await c.net.resolve(four);
+      const node = await c.net.resolve(four.promise);
       assert.equal(node.version, held + 1, 'numbered after the ops b held');
       await c.net.settle();
       for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
@@ -1258,6 +1280,77 @@ describe('holding local writes after a start', () => {
       await c.net.resolve(b.nodes.create({ type: 'Project', name: 'later', owner: a.id }));
       await c.net.settle();
       for (const p of c.peers) assert.deepEqual(names(p), ['later', 'of b'], p.name);
+    });
+  });
+
+  test('a vector that shows ops of ours missing after the hold ended holds the writes again, while the start allows', async () => {
+    await withCluster(3, triangle, { seed: 27 }, {}, async (c) => {
+      const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const { backup, held } = await copyThenAway(c);
+
+      // a comes back on its copy next to c alone, which is as far behind: the hold ends.
+      restartOn(c, backup);
+      c.net.connect(a.id, cc.id);
+      await c.net.runFor(20);
+      assert.equal(a.replicator.holdingWrites, false);
+      // A write is queued, and b's vector arrives before its commit.
+      const four = watched(a.nodes.create({ type: 'Project', name: 'four' }));
+      // So is a write forwarded by c: queued before the hold began again, refused when overdue.
+      const [one] = a.store.opsAfter(a.id, 0, 1);
+      const early = c.newId();
+      c.net.inject(cc.id, a.id, {
+        t: 'write',
+        rid: 'forwarded-early',
+        from: cc.id,
+        to: a.id,
+        ttl: 16,
+        req: { kind: 'create', node: { ...one!.node, id: early, name: 'forwarded early' } },
+      });
+      c.net.inject(b.id, a.id, { t: 'vv', vv: b.replicator.versionVector() });
+      await c.net.runFor(50);
+      assert.equal(four.value(), undefined, 'held again, not refused');
+      assert.equal(a.replicator.holdingWrites, true);
+      // A write forwarded meanwhile is refused unwritten before its sender gives up.
+      const forwarded = cc.nodes.create({ type: 'Project', name: 'forwarded', owner: a.id });
+      forwarded.catch(() => {});
+      await c.net.runFor(DEFAULT_OPTIONS.forwardTimeoutMs - 50);
+      await assert.rejects(
+        forwarded,
+        (err: ShoalError) => err.code === 'SHOAL_OVERLOADED' && /nothing was written/.test(err.message),
+      );
+      c.net.connect(a.id, b.id);
+      const node = await c.net.resolve(four.promise);
+      assert.equal(node.version, held + 1, 'numbered after the ops b held');
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
+      assert.equal(
+        a.store.node(early)?.name,
+        undefined,
+        'the early forwarded write was refused, not written',
+      );
+      assertConverged(c.peers);
+      for (const p of c.peers) assert.deepEqual(p.errors, [], p.name);
+    });
+  });
+
+  test('an op received under a number held with another stamp is reported once (its owner reused the number)', async () => {
+    await withCluster(2, [[0, 1]], { seed: 28 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
+      await c.net.settle();
+      const [first] = b.store.opsAfter(a.id, 0, 1);
+      const other: Op = {
+        ...first!,
+        hlc: encodeHlc(c.net.time.now() + 1000, 0),
+        node: { ...first!.node, name: 'other' },
+      };
+      c.net.inject(a.id, b.id, { t: 'ops', ops: [other] });
+      c.net.inject(a.id, b.id, { t: 'ops', ops: [other] });
+      c.net.inject(a.id, b.id, { t: 'ops', ops: [first!] });
+      assert.equal(b.errors.length, 1, b.errors.join('\n'));
+      assert.match(b.errors[0]!, /numbered two different changes alike/);
+      assert.deepEqual(names(b), ['one'], 'the first stays');
     });
   });
 
