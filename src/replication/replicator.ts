@@ -1055,8 +1055,9 @@ export class Replicator implements MeshApplication {
         'the mesh holds ops of ours this server lacks (an older copy of its data?): getting them back; new local writes wait',
       );
     } else {
-      // The mesh's ops past ours were numbered before this run, so it holds others at the
-      // numbers this run gave from `#numberedFrom` on: every replica takes ours for those.
+      // The mesh's ops past ours were numbered before this run, so it holds other ops under the
+      // numbers this run gave from `#numberedFrom` on: a replica that has those drops ours as
+      // duplicates (`#checkDuplicate` says so there).
       this.#deps.log.error(
         { from: this.#numberedFrom, to: this.#committed, mesh: seq },
         'changes made here since this start reused sequence numbers the mesh held already (an older copy of the data, started while no server that had the later changes was reachable): they will not reach the other servers',
