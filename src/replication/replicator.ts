@@ -999,8 +999,8 @@ export class Replicator implements MeshApplication {
    */
   #checkDuplicate(op: Op): void {
     if (this.#reusedReported.has(op.owner)) return;
-    const held = this.#deps.store.opsAfter(op.owner, op.seq - 1, 1)[0];
-    if (held?.seq !== op.seq || held.hlc === op.hlc) return;
+    const [held] = this.#deps.store.opsAfter(op.owner, op.seq - 1, 1, op.seq);
+    if (!held || held.hlc === op.hlc) return;
     this.#reusedReported.add(op.owner);
     this.#deps.log.error(
       { owner: op.owner, seq: op.seq, held: held.hlc, received: op.hlc },

@@ -1161,10 +1161,10 @@ describe('holding local writes after a start', () => {
       .sort();
 
   /**
-   * a and b write, and a copy of a's store is taken (what a backup would hold); then c goes away
-   * and a writes two more. The copy lacks those, b has them, c does not.
+   * a and b write, and a copy of a's store is taken (what a backup would hold); then a writes two
+   * more, with c away when `cAway`. The copy lacks those, b has them, and c unless away.
    */
-  async function copyThenAway(c: Cluster): Promise<{ backup: Store; held: number }> {
+  async function copyThenMore(c: Cluster, cAway: boolean): Promise<{ backup: Store; held: number }> {
     const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
     await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
     await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
@@ -1174,8 +1174,10 @@ describe('holding local writes after a start', () => {
       for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
         backup.applyOp(op);
     });
-    c.net.disconnect(cc.id, a.id);
-    c.net.disconnect(cc.id, b.id);
+    if (cAway) {
+      c.net.disconnect(cc.id, a.id);
+      c.net.disconnect(cc.id, b.id);
+    }
     for (const name of ['two', 'three']) await c.net.resolve(a.nodes.create({ type: 'Project', name }));
     await c.net.settle();
     return { backup, held: a.store.ownerState(a.id).applied };
@@ -1203,19 +1205,8 @@ describe('holding local writes after a start', () => {
 
   test('an owner back on an older copy holds a write made before any neighbour is reached, then numbers it after the mesh', async () => {
     await withCluster(3, triangle, { seed: 22 }, {}, async (c) => {
-      const [a, b] = c.peers as [SimPeer, SimPeer, SimPeer];
-      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
-      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
-      await c.net.settle();
-      // The backup: a's first op and b's, as a copy of a's data taken now would hold them.
-      const backup = new Store(':memory:');
-      backup.transaction('NORMAL', () => {
-        for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
-          backup.applyOp(op);
-      });
-      for (const name of ['two', 'three']) await c.net.resolve(a.nodes.create({ type: 'Project', name }));
-      await c.net.settle();
-      const held = a.store.ownerState(a.id).applied;
+      const [a] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const { backup, held } = await copyThenMore(c, false);
       assert.ok(held > backup.ownerState(a.id).applied);
 
       restartOn(c, backup);
@@ -1236,7 +1227,7 @@ describe('holding local writes after a start', () => {
   test('a neighbour that is behind too does not end the hold while another is reachable through it', async () => {
     await withCluster(3, triangle, { seed: 24 }, {}, async (c) => {
       const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
-      const { backup, held } = await copyThenAway(c);
+      const { backup, held } = await copyThenMore(c, true);
 
       restartOn(c, backup);
       c.net.connect(b.id, cc.id);
@@ -1286,7 +1277,7 @@ describe('holding local writes after a start', () => {
   test('a vector that shows ops of ours missing after the hold ended holds the writes again, while the start allows', async () => {
     await withCluster(3, triangle, { seed: 27 }, {}, async (c) => {
       const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
-      const { backup, held } = await copyThenAway(c);
+      const { backup, held } = await copyThenMore(c, true);
 
       // a comes back on its copy next to c alone, which is as far behind: the hold ends.
       restartOn(c, backup);
