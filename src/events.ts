@@ -7,13 +7,14 @@
 
 import { isoTime } from './clock.ts';
 import type { PeerView } from './mesh/peer-table.ts';
-import type { OpKind, ShoalNode } from './store/store.ts';
+import type { OpKind, RetiredServer, ShoalNode } from './store/store.ts';
 
 /** Event types. ONLY APPEND TO THIS LIST. */
 export type ShoalEvent = { id: number; at: string } & (
   | { type: 'peer'; peer: PeerView }
   | { type: 'node'; op: OpKind; node: ShoalNode }
   | { type: 'automation'; nodeId: string; fire: boolean; state: Record<string, unknown> }
+  | { type: 'retired'; server: RetiredServer }
 );
 
 type EventBody = ShoalEvent extends infer E ? (E extends ShoalEvent ? Omit<E, 'id' | 'at'> : never) : never;

@@ -37,6 +37,7 @@ import type { PeerView } from './mesh/peer-table.ts';
 import { Metrics } from './metrics.ts';
 import { NodeService } from './replication/node-service.ts';
 import { Replicator } from './replication/replicator.ts';
+import { Retirements } from './replication/retirement.ts';
 import { Store } from './store/store.ts';
 
 export interface PeerOptions {
@@ -154,7 +155,7 @@ export class Peer {
     const store = new Store(join(config.dataDir, 'shoal.db'));
     this.#store = store;
     const keys = new ApiKeys(admin.key, store);
-    const replicator = new Replicator(
+    const replicator: Replicator = new Replicator(
       {
         selfId: this.#identity.id,
         store,
@@ -164,6 +165,7 @@ export class Peer {
         events: this.events,
         metrics: this.metrics,
         log: this.log,
+        retired: (owner) => retirements.has(owner),
       },
       {
         forwardTimeoutMs: config.forwardTimeoutMs,
@@ -178,6 +180,16 @@ export class Peer {
       },
     );
     this.#replicator = replicator;
+    const retirements: Retirements = new Retirements({
+      selfId: this.#identity.id,
+      store,
+      mesh,
+      replication: replicator,
+      events: this.events,
+      metrics: this.metrics,
+      log: this.log,
+      now: () => clock.now(),
+    });
     const nodes = new NodeService({
       selfId: this.#identity.id,
       store,
@@ -224,13 +236,20 @@ export class Peer {
         return state ? { ...node, state } : node;
       },
     };
-    // Replication and automation share the links: automation state goes to the engine.
+    // Replication, retirement and automation share the links. A new link hears of retired
+    // servers first, so that nothing of theirs is sent over it.
     mesh.application = {
-      linkUp: (peer) => replicator.linkUp(peer),
+      linkUp: (peer) => {
+        retirements.linkUp(peer);
+        replicator.linkUp(peer);
+      },
       linkDown: (peer) => replicator.linkDown(peer),
       routesChanged: () => replicator.routesChanged(),
-      message: (peer, message) =>
-        message.t === 'auto' ? engine.receive(peer, message) : replicator.message(peer, message),
+      message: (peer, message) => {
+        if (message.t === 'auto') engine.receive(peer, message);
+        else if (message.t === 'retired') retirements.receive(peer, message.records);
+        else replicator.message(peer, message);
+      },
     };
 
     const api = await buildApi(
@@ -241,6 +260,8 @@ export class Peer {
         keys,
         server: () => this.metadata(),
         peers: () => mesh.peers(),
+        retire: (id) => retirements.retire(id),
+        retired: () => retirements.list(),
         startedAt: this.#startedAt,
         acceptLink: (ws, address) => mesh.accept(ws, address),
         nodes,

@@ -168,4 +168,5 @@ export async function setValue(id, value) {
 export const createNode = (node) => api('POST', '/api/v1/nodes', node);
 export const updateNode = (id, change) => api('PATCH', nodePath(id), change);
 export const deleteNode = (id) => api('DELETE', nodePath(id));
+export const retireServer = (id) => api('DELETE', `/api/v1/peers/${encodeURIComponent(id)}`);
 export const fireNode = (id) => api('POST', `${nodePath(id)}/fire`);

@@ -71,7 +71,7 @@ stream.handlers = {
   },
   onEvent(event) {
     applyEvent(event);
-    if (event.type === 'peer') refreshSoon();
+    if (event.type === 'peer' || event.type === 'retired') refreshSoon();
   },
   onDown: reconnectLater,
   onRefused: () => askForKey('This server refused the key. Enter it again.'),

@@ -6,7 +6,7 @@
  */
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { createNode, deleteNode, fireNode, setValue, updateNode } from './api.js';
+import { createNode, deleteNode, fireNode, retireServer, setValue, updateNode } from './api.js';
 import { RANGES, SeriesChart } from './chart.js';
 import { meshSummary } from './mesh-graph.js';
 import {
@@ -128,6 +128,7 @@ function Detail({ node }) {
     ${CHILD_TYPES[node.type] ? html`<${CreateForm} parent=${node} />` : null}
     ${node.type === 'Server' ? null : html`<${MetaEditor} node=${node} />`}
     ${node.type === 'Server' ? null : html`<${DeleteButton} node=${node} />`}
+    ${node.type === 'Server' && ownerState === 'disconnected' ? html`<${ForgetButton} node=${node} />` : null}
   </div>`;
 }
 
@@ -445,6 +446,33 @@ function MetaEditor({ node }) {
       ${error ? html`<p class="form-error">${error}</p>` : null}
     </form>
   </details>`;
+}
+
+/**
+ * Retires an offline server that is gone for good (DELETE /api/v1/peers/:id): its nodes go
+ * everywhere and it is refused from then on. The server refuses this while the other is connected.
+ */
+function ForgetButton({ node }) {
+  const [confirming, setConfirming] = useState(false);
+  const [error, setError] = useState('');
+  useEffect(() => {
+    if (!confirming) return;
+    const timer = setTimeout(() => setConfirming(false), 5000);
+    return () => clearTimeout(timer);
+  }, [confirming]);
+  const forget = async () => {
+    if (await attempt(setError, () => retireServer(node.id), `${node.name} retired from the mesh`))
+      select(null);
+  };
+  return html`<div class="danger">
+    ${
+      confirming
+        ? html`<button class="danger-button" onClick=${forget}>Forget ${node.name} and delete its nodes everywhere?</button>
+            <button class="ghost" onClick=${() => setConfirming(false)}>Keep it</button>`
+        : html`<button class="ghost danger-text" onClick=${() => setConfirming(true)} title="For a server that is gone for good: a copy of it started later is refused">Forget this server…</button>`
+    }
+    ${error ? html`<p class="form-error">${error}</p>` : null}
+  </div>`;
 }
 
 function DeleteButton({ node }) {

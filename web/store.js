@@ -278,6 +278,7 @@ export function applyEvent(event) {
   if (event.type === 'node') applyNode(event.op, event.node, at);
   else if (event.type === 'peer') applyPeer(event.peer, at);
   else if (event.type === 'automation') applyAutomation(event, at);
+  else if (event.type === 'retired') applyRetired(event.server, at);
 }
 
 const activity = new Map();
@@ -356,6 +357,26 @@ function applyPeer(peer, at) {
   mark('mesh');
   mark('peers');
   if (treeShowsChange(before, peer)) mark('tree');
+}
+
+/** A server retired from the mesh: gone from the peers and the graph (its nodes' deletes come as node events). */
+function applyRetired(server, at) {
+  state.peers.delete(server.id);
+  state.mesh = {
+    servers: state.mesh.servers.filter((s) => s.id !== server.id),
+    links: state.mesh.links.filter((l) => l.a !== server.id && l.b !== server.id),
+  };
+  meshText = '';
+  log(
+    'peer',
+    at,
+    { id: server.id, owner: server.id },
+    `${server.name || server.id} was retired from the mesh`,
+    'bad',
+  );
+  mark('mesh');
+  mark('peers');
+  mark('tree');
 }
 
 function applyAutomation(event, at) {

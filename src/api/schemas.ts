@@ -46,6 +46,25 @@ export const Peer = Type.Object({
 
 export const Peers = Type.Object({ peers: Type.Array(Peer) });
 
+/** A server retired from the mesh: who, its last name, the server that retired it, and when. */
+export const RetiredServer = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  by: Type.String(),
+  at: Type.String(),
+});
+
+export const RetiredServers = Type.Object({ retired: Type.Array(RetiredServer) });
+
+export const Retirement = Type.Object({
+  retired: RetiredServer,
+  /** Live nodes of the server deleted on the server that answers (each server deletes its own copy). */
+  removedNodes: Type.Integer(),
+});
+
+/** A peer's id: one that names no server is a 404, not a 400. */
+export const PeerIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+
 export const MeshGraph = Type.Object({
   servers: Type.Array(
     Type.Object({

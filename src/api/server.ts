@@ -21,13 +21,23 @@ import type { Logger } from '../log.ts';
 import type { PeerView } from '../mesh/peer-table.ts';
 import type { Metrics } from '../metrics.ts';
 import type { NodeService } from '../replication/node-service.ts';
+import type { RetiredServer } from '../store/store.ts';
 import { VERSION } from '../version.ts';
 import { type ApiKeys, bearerKey } from './auth.ts';
 import { automationRoutes } from './automation-routes.ts';
 import { ClientSlots, eventRoutes } from './events-route.ts';
 import { keyRoutes } from './key-routes.ts';
 import { nodeRoutes } from './node-routes.ts';
-import { ErrorBody, Health, MeshGraph, Peers, Server } from './schemas.ts';
+import {
+  ErrorBody,
+  Health,
+  MeshGraph,
+  PeerIdParams,
+  Peers,
+  RetiredServers,
+  Retirement,
+  Server,
+} from './schemas.ts';
 import { streamRoute } from './stream-route.ts';
 import { webRoutes } from './web-routes.ts';
 
@@ -38,6 +48,9 @@ export interface ApiDeps {
   keys: ApiKeys;
   server: () => ServerMetadata;
   peers: () => PeerView[];
+  /** Retires a server that is gone for good (src/replication/retirement.ts). */
+  retire: (id: string) => { retired: RetiredServer; removedNodes: number };
+  retired: () => RetiredServer[];
   startedAt: number;
   nodes: NodeService;
   /** The mesh as a graph of servers and links (for the dashboard). */
@@ -160,6 +173,23 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     );
     api.get('/server', { schema: { response: { 200: Server } } }, async () => deps.server());
     api.get('/peers', { schema: { response: { 200: Peers } } }, async () => ({ peers: deps.peers() }));
+    api.get(
+      '/peers/retired',
+      { schema: { summary: 'Servers retired from the mesh', response: { 200: RetiredServers } } },
+      async () => ({ retired: deps.retired() }),
+    );
+    api.delete<{ Params: { id: string } }>(
+      '/peers/:id',
+      {
+        schema: {
+          summary:
+            'Retires a server that is gone for good: every server deletes its nodes and refuses it from then on (409 while it is connected)',
+          params: PeerIdParams,
+          response: { 200: Retirement },
+        },
+      },
+      async (request) => deps.retire(request.params.id),
+    );
     api.get('/mesh', { schema: { response: { 200: MeshGraph } } }, async () => deps.graph());
     const slots = new ClientSlots(options.maxEventClients);
     await api.register(eventRoutes, {

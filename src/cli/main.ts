@@ -12,7 +12,7 @@ import { demo } from './demo.ts';
 import { init } from './init.ts';
 import { fire, hook, keys, mesh, metrics, show } from './misc.ts';
 import { createNode, deleteNode, getNode, listNodes, series, setValue, updateNode, watch } from './nodes.ts';
-import { peers } from './peers.ts';
+import { forget, peers } from './peers.ts';
 import { start } from './start.ts';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -97,10 +97,22 @@ export function program(): Command {
       });
     });
 
-  clientOptions(cli.command('peers').description('list every peer a running server knows')).action(
-    async (opts: { url?: string; apiKey?: string; data?: string; json?: boolean }) => {
-      await peers(opts);
-    },
+  clientOptions(cli.command('peers').description('list every peer a running server knows'))
+    .option('--retired', 'list the servers retired from the mesh instead')
+    .action(
+      async (opts: { url?: string; apiKey?: string; data?: string; json?: boolean; retired?: boolean }) => {
+        await peers(opts);
+      },
+    );
+  clientOptions(
+    cli
+      .command('forget')
+      .argument('<id>', 'the server id (see shoal peers)')
+      .description(
+        'retire a server that is gone for good: every server deletes its nodes and refuses it from then on (needs an admin key)',
+      ),
+  ).action((id: string, opts: { url?: string; apiKey?: string; data?: string; json?: boolean }) =>
+    forget(id, opts),
   );
 
   type Opts = { url?: string; apiKey?: string; data?: string; json?: boolean };

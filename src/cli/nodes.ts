@@ -178,6 +178,10 @@ export function describeEvent(event: ShoalEvent): string {
     const detail = s.error ? `: ${s.error}` : s.result === undefined ? '' : ` -> ${formatValue(s.result)}`;
     return `${time} ${what} ${event.nodeId}${detail} (on ${s.runner?.slice(0, 8) ?? '?'})`;
   }
+  if (event.type === 'retired') {
+    const r = event.server;
+    return `${time} server ${r.name || r.id} retired from the mesh (by ${r.by.slice(0, 8)})  ${r.id}`;
+  }
   const n = event.node;
   const value = event.op === 'value' ? ` = ${formatValue(n.value, n.meta.unit)}` : '';
   return `${time} ${event.op} ${n.type} ${n.name}${value}  ${n.id}`;

@@ -40,6 +40,7 @@ export const CloseCode = {
   duplicate: 4009,
   superseded: 4010,
   stopping: 4011,
+  retired: 4012,
 } as const;
 export type CloseReason = keyof typeof CloseCode | 'closed' | 'error' | 'too_large';
 const REASON_OF_CODE = new Map<number, CloseReason>(
@@ -322,5 +323,5 @@ export function pingsOn(self: string, remote: string): boolean {
 }
 
 function isRejection(reason: CloseReason): boolean {
-  return ['malformed', 'version', 'cluster', 'auth', 'self', 'busy'].includes(reason);
+  return ['malformed', 'version', 'cluster', 'auth', 'self', 'busy', 'retired'].includes(reason);
 }

@@ -132,6 +132,19 @@ const Auto = Type.Object({
 });
 export type AutoMessage = Static<typeof Auto>;
 
+/** A server retired from the mesh: store.ts RetiredServer (see src/replication/retirement.ts). */
+const RetiredServer = Type.Object({
+  id: Id,
+  name: Type.String({ maxLength: 256 }),
+  by: Id,
+  at: Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$' }),
+});
+/** Retired servers: all of them at the start of a link, then each new one, flooded. */
+const Retired = Type.Object({
+  t: Type.Literal('retired'),
+  records: Type.Array(RetiredServer, { maxItems: 4096 }),
+});
+
 export type LinkMessage =
   | Static<typeof Ping>
   | Static<typeof Pong>
@@ -142,7 +155,8 @@ export type LinkMessage =
   | Static<typeof Snap>
   | Static<typeof Write>
   | Static<typeof WriteResult>
-  | AutoMessage;
+  | AutoMessage
+  | Static<typeof Retired>;
 
 const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
   ['ping', Compile(Ping)],
@@ -155,6 +169,7 @@ const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
   ['write', Compile(Write)],
   ['wres', Compile(WriteResult)],
   ['auto', Compile(Auto)],
+  ['retired', Compile(Retired)],
 ]);
 
 export type MessageRejection = 'malformed' | 'unknown_type' | 'invalid';

@@ -22,6 +22,7 @@ import { type CloseReason, Link, type LinkOptions } from '../link/link.ts';
 import type { LinkMessage, PeerRecord } from '../link/messages.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { RetiredServer } from '../store/store.ts';
 import { type DialPlan, PeerTable, type PeerTableOptions, type PeerView } from './peer-table.ts';
 
 export interface MeshDeps {
@@ -88,6 +89,8 @@ export class Mesh {
   #linkedVersion = -1;
   /** The link RTTs in the last own record sent, to tell when they moved enough to send again. */
   #announcedRtts = new Map<string, number>();
+  /** Peers retired from the mesh (src/replication/retirement.ts): never linked again. */
+  readonly #retired = new Map<string, RetiredServer>();
 
   constructor(deps: MeshDeps, options: MeshOptions) {
     this.#deps = deps;
@@ -171,6 +174,11 @@ export class Mesh {
     return this.table.views();
   }
 
+  /** One peer as the table has it. */
+  peer(id: string): PeerView | undefined {
+    return this.table.get(id);
+  }
+
   /** This peer's own membership record. */
   ownRecord(): PeerRecord {
     const meta = this.#deps.metadata();
@@ -207,9 +215,25 @@ export class Mesh {
     return false;
   }
 
+  /**
+   * Drops a peer retired from the mesh and refuses it from now on: its links close (it is told
+   * why), the table forgets it, and its beacons and records are ignored.
+   */
+  retire(record: RetiredServer): void {
+    this.#retired.set(record.id, record);
+    for (const link of [...this.#links]) if (link.remote?.id === record.id) this.#refuse(link, record);
+    this.table.remove(record.id);
+  }
+
+  /** Tells a link's retired peer why, and closes the link. */
+  #refuse(link: Link, record: RetiredServer): void {
+    if (link.isUp) link.send({ t: 'retired', records: [record] });
+    link.close('retired');
+  }
+
   /** A beacon from another peer of the cluster. */
   heardBeacon(beacon: HeardBeacon): void {
-    if (!this.#running) return;
+    if (!this.#running || this.#retired.has(beacon.senderId)) return;
     const existing = this.#direct.get(beacon.senderId);
     if (existing?.remote && beacon.generation > existing.remote.generation) {
       // The peer restarted faster than the failure timeout: its old link is dead already.
@@ -315,6 +339,18 @@ export class Mesh {
     const remote = link.remote!;
     const dialKey = this.#dials.get(link);
     this.#dials.delete(link);
+    const retired = this.#retired.get(remote.id);
+    if (retired) {
+      // A copy of a retired server (a backup put back): refused, and a dial to it backs off.
+      if (dialKey !== undefined) this.table.dialEnded(dialKey);
+      this.#deps.metrics.handshakesRejected.inc({ reason: 'retired' });
+      this.#deps.log.warn(
+        { peer: remote.id, name: retired.name, address: link.remoteAddress },
+        'refused a link from a server retired from the mesh',
+      );
+      this.#refuse(link, retired);
+      return;
+    }
     if (dialKey !== undefined) this.table.dialEnded(dialKey, remote.id);
     this.#deps.metrics.linksOpened.inc({ direction: link.direction });
 
@@ -372,11 +408,12 @@ export class Mesh {
 
   #message(link: Link, message: LinkMessage): void {
     if (message.t === 'records') {
-      const fresh = message.records.filter((r) => this.table.learnedRecord(r));
+      const fresh = message.records.filter((r) => !this.#retired.has(r.id) && this.table.learnedRecord(r));
       if (fresh.length > 0) this.#relayRecords(fresh, link);
       this.#pump();
     } else if (message.t === 'bye') {
-      if (this.table.learnedRecord(message.record)) this.#relayRecords([message.record], link);
+      if (!this.#retired.has(message.record.id) && this.table.learnedRecord(message.record))
+        this.#relayRecords([message.record], link);
     } else if (link.remote && this.#direct.get(link.remote.id) === link) {
       this.application?.message(link.remote.id, message);
     }

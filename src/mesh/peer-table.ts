@@ -332,6 +332,16 @@ export class PeerTable {
     return Number.isFinite(next) ? next : undefined;
   }
 
+  /**
+   * Drops a peer for good (it was retired from the mesh): its entry goes, and a static address
+   * that led to it is dialled as an unknown one (the caller refuses the peer itself).
+   */
+  remove(id: string): void {
+    if (!this.#entries.delete(id)) return;
+    for (const target of this.#statics.values()) if (target.id === id) target.id = undefined;
+    this.#refresh();
+  }
+
   /** Forgets peers disconnected for longer than the TTL. */
   expire(): void {
     const now = this.#clock.now();

@@ -93,6 +93,8 @@ export interface ReplicatorDeps {
   events: EventBus;
   metrics: Metrics;
   log: Logger;
+  /** True for a server retired from the mesh (retirement.ts): its ops are ignored. */
+  retired: (owner: string) => boolean;
 }
 
 export interface ReplicatorOptions {
@@ -343,6 +345,22 @@ export class Replicator implements MeshApplication {
     return node.owner;
   }
 
+  /**
+   * Forgets what is held in memory of `owner`, retired from the mesh (its rows are gone from the
+   * store already): it is no longer sent, asked for, waited on or counted.
+   */
+  forgetOwner(owner: string): void {
+    this.#vv.delete(owner);
+    this.#heads.delete(owner);
+    this.#recentOps.delete(owner);
+    this.#incoming.delete(owner);
+    this.#earlyCount -= this.#early.get(owner)?.size ?? 0;
+    this.#early.delete(owner);
+    this.#returning.delete(owner);
+    this.#servedTo.clear();
+    for (const cursors of this.#cursors.values()) cursors?.delete(owner);
+  }
+
   // --- Mesh events -------------------------------------------------------------------------
 
   linkUp(peerId: string): void {
@@ -373,8 +391,10 @@ export class Replicator implements MeshApplication {
   message(peerId: string, message: LinkMessage): void {
     switch (message.t) {
       case 'vv': {
-        for (const [owner, seq] of Object.entries(message.vv)) this.#heard(owner, seq);
-        this.#cursors.set(peerId, new Map(Object.entries(message.vv)));
+        // A peer that has not heard of a retirement yet still lists the retired server.
+        const entries = Object.entries(message.vv).filter(([owner]) => !this.#deps.retired(owner));
+        for (const [owner, seq] of entries) this.#heard(owner, seq);
+        this.#cursors.set(peerId, new Map(entries));
         const own = message.vv[peerId] ?? 0;
         if (own >= (this.#vv.get(peerId) ?? 0)) this.#doneReturning(peerId);
         else if (!this.#returning.has(peerId)) {
@@ -970,6 +990,7 @@ export class Replicator implements MeshApplication {
     let gap = false;
     store.applyPending(() => {
       for (const op of ops) {
+        if (this.#deps.retired(op.owner)) continue; // From a peer that has not heard yet.
         this.#heard(op.owner, op.seq);
         hlc.receive(op.hlc);
         const result = store.applyOp(op);
@@ -1123,6 +1144,7 @@ export class Replicator implements MeshApplication {
   }
 
   #receiveSnapshot(owner: string, seq: number, nodes: StoredNode[], last: boolean): void {
+    if (this.#deps.retired(owner)) return;
     let incoming = this.#incoming.get(owner);
     if (!incoming || incoming.seq !== seq) {
       incoming = { seq, nodes: [] };

@@ -58,4 +58,13 @@ export const MIGRATIONS: readonly string[] = [
   DROP INDEX nodes_owner;
   CREATE INDEX nodes_owner ON nodes (owner);
   `,
+  // 4: servers retired from the mesh (src/replication/retirement.ts): a grow-only set.
+  `
+  CREATE TABLE retired (
+    id    TEXT PRIMARY KEY,
+    name  TEXT NOT NULL,
+    by    TEXT NOT NULL,
+    at    TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

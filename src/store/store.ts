@@ -70,6 +70,16 @@ export interface StoredNode extends ShoalNode {
   deleted: boolean;
 }
 
+/** A server retired from the mesh (src/replication/retirement.ts). */
+export interface RetiredServer {
+  id: string;
+  name: string;
+  /** The server that retired it, on an admin's word. */
+  by: string;
+  /** When, as an ISO 8601 UTC time. */
+  at: string;
+}
+
 export interface NodeFilter {
   type?: string;
   owner?: string;
@@ -173,6 +183,15 @@ export class Store {
       ownerNodes: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE owner = ? AND deleted = 0'),
       deleteOwnerNodes: db.prepare('DELETE FROM nodes WHERE owner = ?'),
       deleteOwnerOps: db.prepare('DELETE FROM ops WHERE owner = ?'),
+      retired: db.prepare<[], RetiredServer>('SELECT id, name, by, at FROM retired ORDER BY id'),
+      retire: db.prepare(
+        `INSERT INTO retired (id, name, by, at) VALUES (@id, @name, @by, @at)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, by = excluded.by, at = excluded.at`,
+      ),
+      deleteOwnerSeries: db.prepare(
+        'DELETE FROM series WHERE node_id IN (SELECT id FROM nodes WHERE owner = ?)',
+      ),
+      deleteOwner: db.prepare('DELETE FROM owners WHERE owner = ?'),
       insertPoint: db.prepare('INSERT INTO series (node_id, t, value) VALUES (?, ?, ?)'),
       series: db.prepare<[string, number, number, number], { t: number; value: string }>(
         'SELECT t, value FROM series WHERE node_id = ? AND t >= ? AND t <= ? ORDER BY t LIMIT ?',
@@ -442,6 +461,30 @@ export class Store {
       this.#sql.insertPoint.run(n.id, wallOf(op.hlc) ?? 0, value ?? 'null');
     }
     return 'applied';
+  }
+
+  /** The servers retired from the mesh, by id. */
+  retiredServers(): RetiredServer[] {
+    return this.#sql.retired.all();
+  }
+
+  /**
+   * Records a retired server and deletes everything of it (inside a transaction): its nodes,
+   * live or not, their series, its op log and how far it was applied. Answers the live nodes
+   * deleted. Another record of a server retired before replaces the first; nothing is left to
+   * delete then.
+   */
+  retireServer(record: RetiredServer): StoredNode[] {
+    const owner = record.id;
+    this.#sql.retire.run(record);
+    const removed = this.ownerNodes(owner);
+    this.#sql.deleteOwnerSeries.run(owner);
+    this.#sql.deleteOwnerNodes.run(owner);
+    this.#sql.deleteOwnerOps.run(owner);
+    this.#sql.deleteOwner.run(owner);
+    this.#owners.delete(owner);
+    this.#dirtyOwners.delete(owner);
+    return removed;
   }
 
   /** Ops of `owner` after `afterSeq` and up to `upTo`, oldest first, at most `limit`. */

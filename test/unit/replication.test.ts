@@ -51,6 +51,7 @@ function boot(net: SimMesh, peer: SimPeer, peers: SimPeer[], options: Replicator
       events: peer.bus,
       metrics: peer.metrics,
       log: pino({ level: 'error' }, { write: (line: string) => peer.errors.push(line) }),
+      retired: () => false,
     },
     options,
   );
