@@ -359,9 +359,17 @@ function applyPeer(peer, at) {
   if (treeShowsChange(before, peer)) mark('tree');
 }
 
-/** A server retired from the mesh: gone from the peers and the graph (its nodes' deletes come as node events). */
+/**
+ * A server retired from the mesh: gone from the peers, the graph and the tree. Its nodes go here
+ * too: the delete events that come for them carry their last version, which the page holds already.
+ */
 function applyRetired(server, at) {
   state.peers.delete(server.id);
+  for (const node of [...state.nodes.values()]) {
+    if (node.owner === server.id) state.nodes.delete(node.id);
+  }
+  treeChanged();
+  if (state.selected && !state.nodes.has(state.selected)) mark('select');
   state.mesh = {
     servers: state.mesh.servers.filter((s) => s.id !== server.id),
     links: state.mesh.links.filter((l) => l.a !== server.id && l.b !== server.id),

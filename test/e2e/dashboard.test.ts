@@ -378,6 +378,40 @@ describe('the web dashboard', () => {
     },
   );
 
+  test(
+    'Forget on an offline server retires it: it leaves the page, and its nodes leave every server',
+    options,
+    async () => {
+      const [a, b] = peers as [PeerProcess, PeerProcess];
+      const shed = await cluster!.start({ name: 'shed' });
+      await waitFor('the shed in the mesh', () => fullMesh([...peers, shed]), 20_000);
+      const point = await call<ShoalNode>(shed, 'POST', '/api/v1/nodes', {
+        type: 'DataPoint',
+        name: 'Shed door',
+      });
+      const page = await open(a);
+      await row(page, point.id).waitFor();
+      await shed.kill();
+      await page.waitForSelector(`tr[data-peer="${shed.id}"][data-state="disconnected"]`, {
+        timeout: 10_000,
+      });
+
+      await row(page, shed.id).click();
+      await page.click('button:has-text("Forget this server")');
+      await page.click('button:has-text("Forget shed and delete its nodes everywhere?")');
+      await page.waitForFunction(
+        `${countOf(`tr[data-peer="${shed.id}"]`)} === 0 && ${countOf(`.srv[data-id="${shed.id}"]`)} === 0 && ${countOf(`.tree .row[data-id="${point.id}"]`)} === 0`,
+        undefined,
+        { timeout: 10_000 },
+      );
+      await waitFor("the shed's data point gone from another server", async () => {
+        const { nodes } = await call<{ nodes: ShoalNode[] }>(b, 'GET', '/api/v1/nodes');
+        return !nodes.some((n) => n.id === point.id || n.id === shed.id);
+      });
+      await page.close();
+    },
+  );
+
   test('no script error in any page', options, () => {
     assert.deepEqual(pageErrors, []);
   });
