@@ -128,7 +128,7 @@ function Detail({ node }) {
     ${CHILD_TYPES[node.type] ? html`<${CreateForm} parent=${node} />` : null}
     ${node.type === 'Server' ? null : html`<${MetaEditor} node=${node} />`}
     ${node.type === 'Server' ? null : html`<${DeleteButton} node=${node} />`}
-    ${node.type === 'Server' && ownerState === 'disconnected' ? html`<${ForgetButton} node=${node} />` : null}
+    ${node.type === 'Server' && !['self', 'connected', 'connecting'].includes(ownerState) ? html`<${ForgetButton} node=${node} />` : null}
   </div>`;
 }
 

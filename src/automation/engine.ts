@@ -281,7 +281,7 @@ export class AutomationEngine {
   }
 
   #onEvent(event: ShoalEvent): void {
-    if (event.type === 'peer') {
+    if (event.type === 'peer' || event.type === 'retired') {
       this.reconcile();
       return;
     }

@@ -91,6 +91,10 @@ export class Mesh {
   #announcedRtts = new Map<string, number>();
   /** Peers retired from the mesh (src/replication/retirement.ts): never linked again. */
   readonly #retired = new Map<string, RetiredServer>();
+  /** Retired peers whose refused link was logged already (once per run each). */
+  readonly #refusedLogged = new Set<string>();
+  /** True once the mesh told this server that it was retired: it dials no one any more. */
+  #outcast = false;
 
   constructor(deps: MeshDeps, options: MeshOptions) {
     this.#deps = deps;
@@ -225,6 +229,15 @@ export class Mesh {
     this.table.remove(record.id);
   }
 
+  /**
+   * This server was retired from the mesh (a copy of a server given up for dead): every peer
+   * refuses it, so dialling them again would only cost both ends a handshake every few hundred ms.
+   */
+  retiredSelf(): void {
+    this.#outcast = true;
+    this.#wake?.();
+  }
+
   /** Tells a link's retired peer why, and closes the link. */
   #refuse(link: Link, record: RetiredServer): void {
     if (link.isUp) link.send({ t: 'retired', records: [record] });
@@ -285,7 +298,7 @@ export class Mesh {
   }
 
   #pump(): void {
-    if (!this.#running) return;
+    if (!this.#running || this.#outcast) return;
     for (const plan of this.table.dueDials()) this.#dial(plan);
     this.#wake?.();
     const at = this.table.nextWakeAt();
@@ -344,10 +357,13 @@ export class Mesh {
       // A copy of a retired server (a backup put back): refused, and a dial to it backs off.
       if (dialKey !== undefined) this.table.dialEnded(dialKey);
       this.#deps.metrics.handshakesRejected.inc({ reason: 'retired' });
-      this.#deps.log.warn(
-        { peer: remote.id, name: retired.name, address: link.remoteAddress },
-        'refused a link from a server retired from the mesh',
-      );
+      if (!this.#refusedLogged.has(remote.id)) {
+        this.#refusedLogged.add(remote.id);
+        this.#deps.log.warn(
+          { peer: remote.id, name: retired.name, address: link.remoteAddress },
+          'refused a link from a server retired from the mesh (said once; counted in shoal_handshakes_rejected_total)',
+        );
+      }
       this.#refuse(link, retired);
       return;
     }

@@ -49,6 +49,8 @@ export interface RetirementMesh {
   directPeers(): string[];
   /** Drops the peer and its links, and refuses it from now on. */
   retire(record: RetiredServer): void;
+  /** This server was retired: every server refuses it, so it stops dialling them. */
+  retiredSelf(): void;
   /** The peer's state and name as the peer table has them, if it knows the peer. */
   peer(id: string): { state: 'connected' | 'connecting' | 'disconnected'; name: string } | undefined;
 }
@@ -66,6 +68,9 @@ export interface RetirementDeps {
   /** The wall clock, for the record's time. */
   now: () => number;
 }
+
+/** Records per `retired` message (a message may carry 4096: messages.ts). */
+const RECORDS_PER_MESSAGE = 1000;
 
 export class Retirements {
   readonly #deps: RetirementDeps;
@@ -102,11 +107,13 @@ export class Retirements {
     if (held) return { retired: held, removedNodes: 0 };
     if (id === selfId) throw new ShoalError('SHOAL_BAD_REQUEST', 'a server cannot retire itself');
     const peer = mesh.peer(id);
+    // A server is known by the peer table, by its own Server node, or by ops of its own here.
     const server = store.node(id);
-    if (!peer && store.ownerState(id).applied === 0 && !server) {
+    const serverNode = server?.type === 'Server' && server.owner === id ? server : undefined;
+    if (!peer && !serverNode && store.ownerState(id).applied === 0) {
       throw new ShoalError('SHOAL_NOT_FOUND', `no server ${id} is known here`);
     }
-    const name = peer?.name || (server?.type === 'Server' ? server.name : '');
+    const name = peer?.name || serverNode?.name || '';
     if (peer?.state === 'connected') {
       throw new ShoalError(
         'SHOAL_CONFLICT',
@@ -130,7 +137,10 @@ export class Retirements {
 
   /** A new link: the other end gets every record held (before anything else of ours). */
   linkUp(peerId: string): void {
-    if (this.#held.size > 0) this.#deps.mesh.send(peerId, { t: 'retired', records: this.list() });
+    const records = this.list();
+    for (let i = 0; i < records.length; i += RECORDS_PER_MESSAGE) {
+      this.#deps.mesh.send(peerId, { t: 'retired', records: records.slice(i, i + RECORDS_PER_MESSAGE) });
+    }
   }
 
   /** Records from a direct peer: the new ones are applied and passed on. */
@@ -181,6 +191,7 @@ export class Retirements {
   #retiredSelf(record: RetiredServer): void {
     if (this.#toldSelf) return;
     this.#toldSelf = true;
+    this.#deps.mesh.retiredSelf();
     this.#deps.log.error(
       { by: record.by, at: record.at },
       'the mesh has retired this server (an admin said it was gone for good): every other server refuses it and has deleted its nodes. To join again, start it on a fresh data directory (shoal init), as a new server',

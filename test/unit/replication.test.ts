@@ -32,6 +32,8 @@ interface SimPeer {
   events: ShoalEvent[];
   /** What the peer logged at error level (JSON lines). */
   errors: string[];
+  /** Servers retired from the mesh, as this peer knows (src/replication/retirement.ts). */
+  retired: Set<string>;
   /** These three are replaced when the peer restarts. */
   replicator: Replicator;
   nodes: NodeService;
@@ -51,7 +53,7 @@ function boot(net: SimMesh, peer: SimPeer, peers: SimPeer[], options: Replicator
       events: peer.bus,
       metrics: peer.metrics,
       log: pino({ level: 'error' }, { write: (line: string) => peer.errors.push(line) }),
-      retired: () => false,
+      retired: (owner) => peer.retired.has(owner),
     },
     options,
   );
@@ -147,6 +149,7 @@ async function startCluster(
         bus,
         events: [],
         errors: [],
+        retired: new Set(),
       } as unknown as SimPeer;
       bus.subscribe((e) => peer.events.push(e));
       boot(net, peer, peers, { ...DEFAULT_OPTIONS, ...options });
@@ -1393,6 +1396,44 @@ describe('holding local writes after a start', () => {
       await c.net.settle();
       assert.deepEqual(names(b), ['alone', 'of b']);
       assertConverged(c.peers);
+    });
+  });
+});
+
+describe('a retired owner', () => {
+  test('its ops, vectors and snapshots, still sent by peers not told yet, change nothing here', async () => {
+    const full: [number, number][] = [
+      [0, 1],
+      [0, 2],
+      [1, 2],
+    ];
+    await withCluster(3, full, { seed: 31 }, {}, async (c) => {
+      const [a, b, gone] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const first = await c.net.resolve(gone.nodes.create({ type: 'Project', name: 'shed' }));
+      await c.net.settle();
+      assert.ok(a.store.node(first.id));
+      // a hears of the retirement first (as Retirements does it); b and the owner itself do not.
+      a.retired.add(gone.id);
+      a.store.transaction('FULL', () =>
+        a.store.retireServer({ id: gone.id, name: 'p2', by: a.id, at: new Date(0).toISOString() }),
+      );
+      a.replicator.forgetOwner(gone.id);
+      const second = await c.net.resolve(gone.nodes.create({ type: 'Project', name: 'shed 2' }));
+      await c.net.settle();
+      assert.ok(b.store.node(second.id), 'b, not told, has it');
+      a.replicator.message(b.id, { t: 'vv', vv: b.replicator.versionVector() });
+      a.replicator.message(b.id, {
+        t: 'snap',
+        owner: gone.id,
+        seq: 99,
+        nodes: [{ ...toApi(b.store.node(second.id)!), hlc: b.store.node(second.id)!.hlc }],
+        last: true,
+      } as LinkMessage);
+      await c.net.settle();
+      assert.deepEqual(a.store.nodes({ owner: gone.id }), []);
+      assert.deepEqual(a.store.opsAfter(gone.id, 0, 100), []);
+      assert.equal(a.replicator.versionVector()[gone.id], undefined);
+      assert.equal(a.store.versionVector()[gone.id], undefined);
     });
   });
 });

@@ -151,6 +151,7 @@ describe('the store of a retired server', () => {
 class FakeMesh implements RetirementMesh {
   readonly sent: [string, LinkMessage][] = [];
   readonly retired: string[] = [];
+  outcast = false;
   direct: string[] = [LIVE, OTHER];
   readonly states = new Map<string, 'connected' | 'connecting' | 'disconnected'>([
     [LIVE, 'connected'],
@@ -167,6 +168,9 @@ class FakeMesh implements RetirementMesh {
   }
   retire(r: RetiredServer): void {
     this.retired.push(r.id);
+  }
+  retiredSelf(): void {
+    this.outcast = true;
   }
   peer(id: string) {
     const state = this.states.get(id);
@@ -275,7 +279,7 @@ describe('Retirements', () => {
     assert.deepEqual(store.retiredServers(), [earlier]);
   });
 
-  test('a new link hears every record; a record of itself is logged, not applied', () => {
+  test('a new link hears every record; a record of itself is logged, not applied, and ends its dialling', () => {
     const { retirements, mesh, store, errors } = setUp();
     retirements.linkUp(LIVE);
     assert.deepEqual(mesh.sent, [], 'nothing to say yet');
@@ -283,6 +287,7 @@ describe('Retirements', () => {
     retirements.receive(LIVE, [record(SELF, LIVE, T0)]);
     retirements.receive(OTHER, [record(SELF, OTHER, T0)]);
     assert.ok(store.node(SELF), 'a server never deletes its own nodes');
+    assert.ok(mesh.outcast, 'it stops dialling the servers that refuse it');
     assert.equal(retirements.has(SELF), false);
     assert.equal(errors.length, 1, 'said once');
     assert.match(errors[0]!, /retired this server/);
