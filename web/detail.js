@@ -449,10 +449,10 @@ function MetaEditor({ node }) {
 }
 
 /**
- * Retires an offline server that is gone for good (DELETE /api/v1/peers/:id): its nodes go
- * everywhere and it is refused from then on. The server refuses this while the other is connected.
+ * A destructive action behind a second click: the first button asks `question`, which stays
+ * for 5 s; `act` runs on the second click, and `then` once it succeeded.
  */
-function ForgetButton({ node }) {
+function DangerButton({ label, title = '', question, act, done, then }) {
   const [confirming, setConfirming] = useState(false);
   const [error, setError] = useState('');
   useEffect(() => {
@@ -460,41 +460,43 @@ function ForgetButton({ node }) {
     const timer = setTimeout(() => setConfirming(false), 5000);
     return () => clearTimeout(timer);
   }, [confirming]);
-  const forget = async () => {
-    if (await attempt(setError, () => retireServer(node.id), `${node.name} retired from the mesh`))
-      select(null);
+  const go = async () => {
+    if (await attempt(setError, act, done)) then();
   };
   return html`<div class="danger">
     ${
       confirming
-        ? html`<button class="danger-button" onClick=${forget}>Forget ${node.name} and delete its nodes everywhere?</button>
+        ? html`<button class="danger-button" onClick=${go}>${question}</button>
             <button class="ghost" onClick=${() => setConfirming(false)}>Keep it</button>`
-        : html`<button class="ghost danger-text" onClick=${() => setConfirming(true)} title="For a server that is gone for good: a copy of it started later is refused">Forget this server…</button>`
+        : html`<button class="ghost danger-text" onClick=${() => setConfirming(true)} title=${title}>${label}</button>`
     }
     ${error ? html`<p class="form-error">${error}</p>` : null}
   </div>`;
 }
 
+/**
+ * Retires an offline server that is gone for good (DELETE /api/v1/peers/:id): its nodes go
+ * everywhere and it is refused from then on. The server refuses this while the other is connected.
+ */
+function ForgetButton({ node }) {
+  return html`<${DangerButton}
+    label="Forget this server…"
+    title="For a server that is gone for good: a copy of it started later is refused"
+    question=${`Forget ${node.name} and delete its nodes everywhere?`}
+    act=${() => retireServer(node.id)}
+    done=${`${node.name} retired from the mesh`}
+    then=${() => select(null)}
+  />`;
+}
+
 function DeleteButton({ node }) {
-  const [confirming, setConfirming] = useState(false);
-  const [error, setError] = useState('');
   const below = treeIndex().below.get(node.id) ?? 0;
-  useEffect(() => {
-    if (!confirming) return;
-    const timer = setTimeout(() => setConfirming(false), 5000);
-    return () => clearTimeout(timer);
-  }, [confirming]);
-  const remove = async () => {
-    const parent = node.parent;
-    if (await attempt(setError, () => deleteNode(node.id), `deleted ${node.name}`)) select(parent);
-  };
-  return html`<div class="danger">
-    ${
-      confirming
-        ? html`<button class="danger-button" onClick=${remove}>Delete ${node.name}${below ? ` and ${below} nodes under it` : ''}?</button>
-            <button class="ghost" onClick=${() => setConfirming(false)}>Keep it</button>`
-        : html`<button class="ghost danger-text" onClick=${() => setConfirming(true)}>Delete…</button>`
-    }
-    ${error ? html`<p class="form-error">${error}</p>` : null}
-  </div>`;
+  const parent = node.parent;
+  return html`<${DangerButton}
+    label="Delete…"
+    question=${`Delete ${node.name}${below ? ` and ${below} nodes under it` : ''}?`}
+    act=${() => deleteNode(node.id)}
+    done=${`deleted ${node.name}`}
+    then=${() => select(parent)}
+  />`;
 }
