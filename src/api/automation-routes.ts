@@ -11,7 +11,7 @@ import Type from 'typebox';
 import { ShoalError } from '../errors.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import { TRIGGER_TYPES } from '../store/node-types.ts';
-import { NodeIdParams } from './schemas.ts';
+import { IdParams } from './schemas.ts';
 
 export interface AutomationRouteOptions {
   nodes: NodeService;
@@ -23,7 +23,7 @@ const Fired = Type.Object({ fired: Type.Array(Type.String()) });
 export const automationRoutes: FastifyPluginAsync<AutomationRouteOptions> = async (app, { nodes, fire }) => {
   app.post<{ Params: { id: string }; Body: unknown }>(
     '/nodes/:id/fire',
-    { schema: { params: NodeIdParams, response: { 200: Fired } } },
+    { schema: { params: IdParams, response: { 200: Fired } } },
     async (request) => {
       const node = nodes.get(request.params.id);
       if (!TRIGGER_TYPES.includes(node.type)) {

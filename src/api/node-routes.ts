@@ -5,7 +5,7 @@ import Type from 'typebox';
 import { ShoalError } from '../errors.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import { NODE_TYPES } from '../store/node-types.ts';
-import { Node, NodeIdParams, Nodes } from './schemas.ts';
+import { IdParams, Node, Nodes } from './schemas.ts';
 
 const CreateBody = Type.Object(
   {
@@ -59,7 +59,7 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
 
   app.get<{ Params: { id: string } }>(
     '/nodes/:id',
-    { schema: { params: NodeIdParams, response: { 200: Node } } },
+    { schema: { params: IdParams, response: { 200: Node } } },
     async (request) => nodes.get(request.params.id),
   );
 
@@ -78,13 +78,13 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
 
   app.patch<{ Params: { id: string }; Body: { name?: string; meta?: Record<string, unknown> } }>(
     '/nodes/:id',
-    { schema: { params: NodeIdParams, body: PatchBody, response: { 200: Node } } },
+    { schema: { params: IdParams, body: PatchBody, response: { 200: Node } } },
     async (request) => nodes.update(request.params.id, request.body),
   );
 
   app.put<{ Params: { id: string }; Body: { value: unknown } }>(
     '/nodes/:id/value',
-    { schema: { params: NodeIdParams, body: ValueBody, response: { 200: Node } } },
+    { schema: { params: IdParams, body: ValueBody, response: { 200: Node } } },
     async (request) => nodes.setValue(request.params.id, request.body.value),
   );
 
@@ -92,7 +92,7 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
     '/nodes/:id',
     {
       schema: {
-        params: NodeIdParams,
+        params: IdParams,
         response: { 200: Type.Object({ id: Type.String(), deleted: Type.Literal(true) }) },
       },
     },
@@ -104,7 +104,7 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
 
   app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string; limit?: number } }>(
     '/nodes/:id/series',
-    { schema: { params: NodeIdParams, querystring: SeriesQuery, response: { 200: Series } } },
+    { schema: { params: IdParams, querystring: SeriesQuery, response: { 200: Series } } },
     async (request) => {
       const { from, to, limit } = request.query;
       const points = nodes.series(

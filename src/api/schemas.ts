@@ -62,9 +62,6 @@ export const Retirement = Type.Object({
   removedNodes: Type.Integer(),
 });
 
-/** A peer's id: one that names no server is a 404, not a 400. */
-export const PeerIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
-
 export const MeshGraph = Type.Object({
   servers: Type.Array(
     Type.Object({
@@ -97,5 +94,5 @@ export const Node = Type.Object({
 
 export const Nodes = Type.Object({ nodes: Type.Array(Node) });
 
-/** Any id: one that names no node is a 404, not a 400. */
-export const NodeIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+/** Any id of a node or a server: one that names none is a 404, not a 400. */
+export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });

@@ -31,8 +31,8 @@ import { nodeRoutes } from './node-routes.ts';
 import {
   ErrorBody,
   Health,
+  IdParams,
   MeshGraph,
-  PeerIdParams,
   Peers,
   RetiredServers,
   Retirement,
@@ -184,7 +184,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
         schema: {
           summary:
             'Retires a server that is gone for good: every server deletes its nodes and refuses it from then on (409 while it is connected)',
-          params: PeerIdParams,
+          params: IdParams,
           response: { 200: Retirement },
         },
       },

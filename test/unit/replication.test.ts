@@ -97,6 +97,13 @@ const DEFAULT_OPTIONS: ReplicatorOptions = {
   restartHoldMs: 500,
 };
 
+/** Three peers, each linked to both others. */
+const TRIANGLE: [number, number][] = [
+  [0, 1],
+  [0, 2],
+  [1, 2],
+];
+
 /** Server ids are UUIDs; fixed ones keep every run of a seed identical. */
 function serverId(i: number): string {
   return `5e4fe400-0000-4000-8000-${(i + 1).toString(16).padStart(12, '0')}`;
@@ -1092,72 +1099,57 @@ describe('durable local writes (localSync FULL)', () => {
 
 describe('an owner on an older copy of its data', () => {
   test('gets its own ops back from the mesh, refuses writes until it has them, then numbers on', async () => {
-    await withCluster(
-      3,
-      [
-        [0, 1],
-        [0, 2],
-        [1, 2],
-      ],
-      { seed: 21 },
-      {},
-      async (c) => {
-        const [a, b] = c.peers as [SimPeer, SimPeer, SimPeer];
-        for (const name of ['one', 'two', 'three'])
-          await c.net.resolve(a.nodes.create({ type: 'Project', name }));
-        await c.net.settle();
-        const held = a.store.ownerState(a.id).applied;
+    await withCluster(3, TRIANGLE, { seed: 21 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer, SimPeer];
+      for (const name of ['one', 'two', 'three'])
+        await c.net.resolve(a.nodes.create({ type: 'Project', name }));
+      await c.net.settle();
+      const held = a.store.ownerState(a.id).applied;
 
-        // a's disk dies; it comes back on an empty store (its backup predates everything).
-        for (const other of c.net.neighbours(a.id)) c.net.disconnect(a.id, other);
-        a.replicator.stop();
-        a.store.close();
-        a.store = new Store(':memory:');
-        boot(c.net, a, c.peers, DEFAULT_OPTIONS);
-        assert.equal(a.store.ownerState(a.id).applied, 0);
-        c.net.connect(a.id, b.id);
-        // b's version vector reaches a first: a learns it is behind and refuses writes meanwhile.
-        c.net.inject(b.id, a.id, { t: 'vv', vv: b.replicator.versionVector() });
-        await assert.rejects(
-          c.net.resolve(
-            a.replicator.write(a.id, {
-              kind: 'create',
-              node: { id: c.newId(), type: 'Project', parent: null, name: 'too early', meta: {} },
-            }),
-          ),
-          (err: ShoalError) => err.code === 'SHOAL_OVERLOADED' && /older copy/.test(err.message),
+      // a's disk dies; it comes back on an empty store (its backup predates everything).
+      for (const other of c.net.neighbours(a.id)) c.net.disconnect(a.id, other);
+      a.replicator.stop();
+      a.store.close();
+      a.store = new Store(':memory:');
+      boot(c.net, a, c.peers, DEFAULT_OPTIONS);
+      assert.equal(a.store.ownerState(a.id).applied, 0);
+      c.net.connect(a.id, b.id);
+      // b's version vector reaches a first: a learns it is behind and refuses writes meanwhile.
+      c.net.inject(b.id, a.id, { t: 'vv', vv: b.replicator.versionVector() });
+      await assert.rejects(
+        c.net.resolve(
+          a.replicator.write(a.id, {
+            kind: 'create',
+            node: { id: c.newId(), type: 'Project', parent: null, name: 'too early', meta: {} },
+          }),
+        ),
+        (err: ShoalError) => err.code === 'SHOAL_OVERLOADED' && /older copy/.test(err.message),
+      );
+      await c.net.settle();
+      assert.equal(a.store.ownerState(a.id).applied, held, 'its own ops came back');
+      c.healAll();
+      await c.net.settle();
+
+      // New writes are numbered after them, so every replica applies them.
+      const four = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
+      assert.equal(four.version, held + 1);
+      await c.net.settle();
+      for (const p of c.peers) {
+        assert.deepEqual(
+          p.store
+            .nodes({ type: 'Project' })
+            .map((n) => n.name)
+            .sort(),
+          ['four', 'one', 'three', 'two'],
+          p.name,
         );
-        await c.net.settle();
-        assert.equal(a.store.ownerState(a.id).applied, held, 'its own ops came back');
-        c.healAll();
-        await c.net.settle();
-
-        // New writes are numbered after them, so every replica applies them.
-        const four = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
-        assert.equal(four.version, held + 1);
-        await c.net.settle();
-        for (const p of c.peers) {
-          assert.deepEqual(
-            p.store
-              .nodes({ type: 'Project' })
-              .map((n) => n.name)
-              .sort(),
-            ['four', 'one', 'three', 'two'],
-            p.name,
-          );
-        }
-        assertConverged(c.peers);
-      },
-    );
+      }
+      assertConverged(c.peers);
+    });
   });
 });
 
 describe('holding local writes after a start', () => {
-  const triangle: [number, number][] = [
-    [0, 1],
-    [0, 2],
-    [1, 2],
-  ];
   const names = (p: SimPeer) =>
     p.store
       .nodes({ type: 'Project' })
@@ -1208,7 +1200,7 @@ describe('holding local writes after a start', () => {
   }
 
   test('an owner back on an older copy holds a write made before any neighbour is reached, then numbers it after the mesh', async () => {
-    await withCluster(3, triangle, { seed: 22 }, {}, async (c) => {
+    await withCluster(3, TRIANGLE, { seed: 22 }, {}, async (c) => {
       const [a] = c.peers as [SimPeer, SimPeer, SimPeer];
       const { backup, held } = await copyThenMore(c, false);
       assert.ok(held > backup.ownerState(a.id).applied);
@@ -1229,7 +1221,7 @@ describe('holding local writes after a start', () => {
   });
 
   test('a neighbour that is behind too does not end the hold while another is reachable through it', async () => {
-    await withCluster(3, triangle, { seed: 24 }, {}, async (c) => {
+    await withCluster(3, TRIANGLE, { seed: 24 }, {}, async (c) => {
       const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
       const { backup, held } = await copyThenMore(c, true);
 
@@ -1279,7 +1271,7 @@ describe('holding local writes after a start', () => {
   });
 
   test('a vector that shows ops of ours missing after the hold ended holds the writes again, while the start allows', async () => {
-    await withCluster(3, triangle, { seed: 27 }, {}, async (c) => {
+    await withCluster(3, TRIANGLE, { seed: 27 }, {}, async (c) => {
       const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
       const { backup, held } = await copyThenMore(c, true);
 
@@ -1402,12 +1394,7 @@ describe('holding local writes after a start', () => {
 
 describe('a retired owner', () => {
   test('its ops, vectors and snapshots, still sent by peers not told yet, change nothing here', async () => {
-    const full: [number, number][] = [
-      [0, 1],
-      [0, 2],
-      [1, 2],
-    ];
-    await withCluster(3, full, { seed: 31 }, {}, async (c) => {
+    await withCluster(3, TRIANGLE, { seed: 31 }, {}, async (c) => {
       const [a, b, gone] = c.peers as [SimPeer, SimPeer, SimPeer];
       const first = await c.net.resolve(gone.nodes.create({ type: 'Project', name: 'shed' }));
       await c.net.settle();
