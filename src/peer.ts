@@ -189,6 +189,9 @@ export class Peer {
       metrics: this.metrics,
       log: this.log,
       now: () => clock.now(),
+      stopBeacons: () => {
+        this.#discovery?.stop().catch((err) => this.log.debug({ err }, 'beacons did not stop cleanly'));
+      },
     });
     const nodes = new NodeService({
       selfId: this.#identity.id,

@@ -67,6 +67,8 @@ export interface RetirementDeps {
   log: Logger;
   /** The wall clock, for the record's time. */
   now: () => number;
+  /** Stops this server's beacons, once it is retired itself: every server ignores them now. */
+  stopBeacons: () => void;
 }
 
 /** Records per `retired` message (a message may carry 4096: messages.ts). */
@@ -192,6 +194,7 @@ export class Retirements {
     if (this.#toldSelf) return;
     this.#toldSelf = true;
     this.#deps.mesh.retiredSelf();
+    this.#deps.stopBeacons();
     this.#deps.log.error(
       { by: record.by, at: record.at },
       'the mesh has retired this server (an admin said it was gone for good): every other server refuses it and has deleted its nodes. To join again, start it on a fresh data directory (shoal init), as a new server',

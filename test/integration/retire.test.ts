@@ -130,11 +130,14 @@ describe('retiring a server that is gone for good', () => {
         (await refused()) > 0 &&
         sample(await dead.metrics(), 'shoal_links_closed_total', { reason: 'retired' }) > 0,
     );
-    // Told it was retired, the copy stops dialling: no handshake a few hundred ms apart, for ever.
+    // Told it was retired, the copy stops dialling (no handshake a few hundred ms apart, for ever)
+    // and beaconing.
     await new Promise((r) => setTimeout(r, 500));
     const refusedBefore = await refused();
+    const beaconsBefore = sample(await dead.metrics(), 'shoal_beacons_sent_total');
     await new Promise((r) => setTimeout(r, 2000));
     assert.equal(await refused(), refusedBefore, 'the copy dials no more');
+    assert.equal(sample(await dead.metrics(), 'shoal_beacons_sent_total'), beaconsBefore, 'nor beacons');
     for (const peer of [a, b, back]) {
       assert.equal(await stateOf(peer, dead), undefined, `${peer.name} does not list the copy`);
       assert.equal(await has(peer, point.id), false, `${peer.name} did not get its nodes back`);

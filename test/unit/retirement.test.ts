@@ -185,6 +185,7 @@ function setUp(store = new Store(':memory:')) {
   bus.subscribe((e) => events.push(e));
   const forgotten: string[] = [];
   let sweeps = 0;
+  let beaconing = true;
   const errors: string[] = [];
   const retirements = new Retirements({
     selfId: SELF,
@@ -198,8 +199,20 @@ function setUp(store = new Store(':memory:')) {
     metrics: new Metrics({ processMetrics: false }),
     log: pino({ level: 'error' }, { write: (line: string) => errors.push(line) }),
     now: () => T0,
+    stopBeacons: () => {
+      beaconing = false;
+    },
   });
-  return { store, mesh, events, forgotten, sweeps: () => sweeps, errors, retirements };
+  return {
+    store,
+    mesh,
+    events,
+    forgotten,
+    sweeps: () => sweeps,
+    beaconing: () => beaconing,
+    errors,
+    retirements,
+  };
 }
 
 function code(fn: () => unknown): string {
@@ -279,8 +292,8 @@ describe('Retirements', () => {
     assert.deepEqual(store.retiredServers(), [earlier]);
   });
 
-  test('a new link hears every record; a record of itself is logged, not applied, and ends its dialling', () => {
-    const { retirements, mesh, store, errors } = setUp();
+  test('a new link hears every record; a record of itself is logged, not applied, and ends its dialling and beacons', () => {
+    const { retirements, mesh, store, errors, beaconing } = setUp();
     retirements.linkUp(LIVE);
     assert.deepEqual(mesh.sent, [], 'nothing to say yet');
     applyAll(store, SELF, [['create', state(SELF, null, 'Server')]]);
@@ -288,6 +301,7 @@ describe('Retirements', () => {
     retirements.receive(OTHER, [record(SELF, OTHER, T0)]);
     assert.ok(store.node(SELF), 'a server never deletes its own nodes');
     assert.ok(mesh.outcast, 'it stops dialling the servers that refuse it');
+    assert.equal(beaconing(), false, 'and beaconing to them');
     assert.equal(retirements.has(SELF), false);
     assert.equal(errors.length, 1, 'said once');
     assert.match(errors[0]!, /retired this server/);
