@@ -101,6 +101,11 @@ export class Metrics {
     'Owner snapshots sent and received (when the ops a peer lacked were compacted away).',
     ['direction'],
   );
+  readonly forksMended = this.#counter(
+    'shoal_replication_forks_mended_total',
+    'Times this server found another copy of itself had numbered changes alike, and merged the two (a server on an older copy of its data).',
+    [],
+  );
   readonly forwardedWrites = this.#counter(
     'shoal_forwarded_writes_total',
     'Writes forwarded from here to the owner of their node, by result (ok, refused, timeout, unreachable).',

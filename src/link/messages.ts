@@ -92,10 +92,17 @@ const Routed = {
   ttl: Type.Integer({ minimum: 0, maximum: 64 }),
 };
 
-/** A version vector: for each owner, the highest of its ops applied in sequence. */
+/**
+ * A version vector: for each owner, the highest of its ops applied in sequence. `mine`: the
+ * stamp of the sender's own op at its entry; `yours`: the stamp of one op of the receiver's the
+ * sender holds, when the log still has them (so that an owner can tell its numbering from another
+ * copy's: replicator.ts `#checkOwnHistory`).
+ */
 const Vv = Type.Object({
   t: Type.Literal('vv'),
   vv: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+  mine: Type.Optional(Hlc),
+  yours: Type.Optional(Type.Object({ seq: Type.Integer({ minimum: 1 }), hlc: Hlc })),
 });
 const Ops = Type.Object({ t: Type.Literal('ops'), ops: Type.Array(OpSchema, { maxItems: 100_000 }) });
 /** One chunk of a snapshot of an owner's live nodes at `seq`; the last chunk has `last`. */

@@ -30,7 +30,8 @@
  * known to be up is linked directly: `MeshPort.formed`), every neighbour's vector has come, and
  * it has its ops back; `restartHoldMs` at most (a write forwarded by another peer, half of
  * `forwardTimeoutMs` at most, then it is refused unwritten). Past that, writes while it is behind
- * are refused (503, retry).
+ * are refused (503, retry). An owner that met no neighbour with its later ops numbers on from its
+ * copy: that fork is mended when found (see "A fork of our own numbering" below).
  *
  * Receiving: ops of an owner are applied strictly in sequence order; an op past a gap waits in a
  * bounded buffer (and the sender is asked for the gap by sending it our version vector), a
@@ -153,8 +154,13 @@ export class Replicator implements MeshApplication {
   readonly #vv = new Map<string, number>();
   /** The last seq of ours committed here, durable or not yet: the next op gets the one after. */
   #committed = 0;
-  /** The first seq this run gave a local write (see `#heard`). */
-  #numberedFrom: number | undefined;
+  /**
+   * A fork of our numbering being mended (`#mendFork`): `peer` holds ops of ours up to `upTo`
+   * that an older run numbered alike; they come back from `next` on, and are merged.
+   */
+  #fork: { peer: string; next: number; upTo: number } | undefined;
+  /** A holder of more such ops, heard of while a fork was being mended: mended next. */
+  #nextFork: { peer: string; upTo: number } | undefined;
   /** Our ops committed but not yet known durable, in order. */
   readonly #undurable: Op[] = [];
   /** What to do when those are durable, or their fsync failed: per commit, in order. */
@@ -366,12 +372,15 @@ export class Replicator implements MeshApplication {
   linkUp(peerId: string): void {
     this.#cursors.set(peerId, undefined);
     this.#servedTo.clear();
-    this.#deps.mesh.send(peerId, { t: 'vv', vv: this.versionVector() });
+    this.#deps.mesh.send(peerId, this.#vectorFor(peerId));
   }
 
   linkDown(peerId: string): void {
     this.#cursors.delete(peerId);
     this.#returning.delete(peerId);
+    // A fork is mended again when a holder of the other ops is heard of again.
+    if (this.#fork?.peer === peerId) this.#fork = undefined;
+    if (this.#nextFork?.peer === peerId) this.#nextFork = undefined;
     this.#servedTo.clear();
     this.#endHoldWhenCaughtUp();
   }
@@ -394,6 +403,8 @@ export class Replicator implements MeshApplication {
         // A peer that has not heard of a retirement yet still lists the retired server.
         const entries = Object.entries(message.vv).filter(([owner]) => !this.#deps.retired(owner));
         for (const [owner, seq] of entries) this.#heard(owner, seq);
+        if (message.yours) this.#checkOwnHistory(peerId, message.yours, message.vv[this.#deps.selfId] ?? 0);
+        if (message.mine) this.#checkTheirHistory(peerId, message.vv[peerId] ?? 0, message.mine);
         this.#cursors.set(peerId, new Map(entries));
         const own = message.vv[peerId] ?? 0;
         if (own >= (this.#vv.get(peerId) ?? 0)) this.#doneReturning(peerId);
@@ -478,9 +489,12 @@ export class Replicator implements MeshApplication {
     setImmediate(() => this.#commit());
   }
 
-  /** The mesh holds ops of ours we lack (see `#returning`): numbering on would reuse their seqs. */
+  /**
+   * The mesh holds ops of ours we lack (see `#returning`), or ops numbered alike by another copy
+   * of ours (`#mendFork`): numbering on would reuse their seqs.
+   */
   #lacksOwnOps(): boolean {
-    return (this.#heads.get(this.#deps.selfId) ?? 0) > this.#committed;
+    return this.#fork !== undefined || (this.#heads.get(this.#deps.selfId) ?? 0) > this.#committed;
   }
 
   /** Holds local writes until the mesh has told us how far our ops go (or the hold's time is up). */
@@ -546,7 +560,6 @@ export class Replicator implements MeshApplication {
             let last: Op | undefined;
             for (const op of ops) {
               store.applyOp(op);
-              this.#numberedFrom ??= op.seq;
               this.#committed = op.seq;
               applied.push(op);
               last = op;
@@ -642,7 +655,9 @@ export class Replicator implements MeshApplication {
   /** The first `count` undurable ops are durable: count them applied, answer, event, send. */
   #durable(waiting: ((err: Error | null) => void)[], count = this.#undurable.length): void {
     const ops = this.#undurable.splice(0, count);
-    if (ops.length > 0) this.#vv.set(this.#deps.selfId, ops[ops.length - 1]!.seq);
+    // (A fork mended meanwhile may have moved our numbering past them: `#endFork`.)
+    const last = ops[ops.length - 1]?.seq ?? 0;
+    if (last > (this.#vv.get(this.#deps.selfId) ?? 0)) this.#vv.set(this.#deps.selfId, last);
     for (const then of waiting) then(null);
     this.#afterApply(ops);
   }
@@ -976,10 +991,37 @@ export class Replicator implements MeshApplication {
     return lag;
   }
 
+  /**
+   * Our version vector as told to `peer`, with the stamps that let each end tell its numbering
+   * from another copy's (`#checkOwnHistory`): of our own last op, and of the op of `peer`'s at
+   * `yoursAt` (by default the last we hold). While a fork is mended with `peer`, our own entry
+   * says how far our ops have come back from it, so that it sends them on from there.
+   */
+  #vectorFor(peer: string, yoursAt?: number): LinkMessage {
+    const { selfId } = this.#deps;
+    const vv = this.versionVector();
+    const mine = this.#stampOf(selfId, vv[selfId] ?? 0);
+    if (this.#fork?.peer === peer) vv[selfId] = this.#fork.next - 1;
+    const seq = yoursAt ?? vv[peer] ?? 0;
+    const yours = this.#stampOf(peer, seq);
+    return {
+      t: 'vv',
+      vv,
+      ...(mine ? { mine } : {}),
+      ...(yours ? { yours: { seq, hlc: yours } } : {}),
+    };
+  }
+
+  /** The stamp of `owner`'s op `seq`, when the log still holds it. */
+  #stampOf(owner: string, seq: number): string | undefined {
+    if (seq <= 0) return undefined;
+    const [op] = this.#opsAfter(owner, seq - 1, seq);
+    return op?.seq === seq ? op.hlc : undefined;
+  }
+
   /** Tells every neighbour what we have, so each sends what we lack. */
   #swapVectors(): void {
-    const vv = this.versionVector();
-    for (const peer of this.#deps.mesh.directPeers()) this.#deps.mesh.send(peer, { t: 'vv', vv });
+    for (const peer of this.#deps.mesh.directPeers()) this.#deps.mesh.send(peer, this.#vectorFor(peer));
   }
 
   // --- Receiving ----------------------------------------------------------------------------
@@ -987,10 +1029,15 @@ export class Replicator implements MeshApplication {
   #receiveOps(from: string, ops: Op[]): void {
     const { store, hlc } = this.#deps;
     const applied: Op[] = [];
+    const ours: Op[] = [];
     let gap = false;
     store.applyPending(() => {
       for (const op of ops) {
         if (this.#deps.retired(op.owner)) continue; // From a peer that has not heard yet.
+        if (op.owner === this.#deps.selfId && this.#fork) {
+          ours.push(op); // Merged, not applied (`#receiveOwn`).
+          continue;
+        }
         this.#heard(op.owner, op.seq);
         hlc.receive(op.hlc);
         const result = store.applyOp(op);
@@ -1002,7 +1049,7 @@ export class Replicator implements MeshApplication {
           gap = true;
           this.#holdEarly(op);
         } else {
-          this.#checkDuplicate(op);
+          this.#checkDuplicate(from, op);
         }
       }
     });
@@ -1011,21 +1058,160 @@ export class Replicator implements MeshApplication {
     this.#commitSoon();
     if (gap) this.#requestGap(from);
     this.#afterApply(applied);
+    if (ours.length > 0) this.#receiveOwn(from, ours);
+  }
+
+  // --- A fork of our own numbering -----------------------------------------------------------
+  //
+  // A server started on an older copy of its data (a backup put back after its SD card died)
+  // while no server with its later ops was reachable numbers its writes on from its copy: under
+  // the numbers of ops an earlier run of it made, which some servers still hold. Two histories
+  // of one owner then share numbers, and every replica would keep whichever it got first. Every
+  // version vector carries the stamps of the sender's last own op and of the last op it holds of
+  // the receiver's, so the two ends of a link find such ops when they meet. The owner then gets
+  // the other history back from that peer, merges it node by node (the newer stamp wins;
+  // readings of both are kept), and moves its numbering past both histories with its log
+  // dropped: every server behind then gets a snapshot of its nodes, whichever history it had,
+  // and all end equal. Local writes are refused (503, retry) meanwhile, as while an owner gets
+  // its own ops back after a start.
+
+  /**
+   * `peer` holds our op `yours.seq` stamped `yours.hlc`, and our ops up to `upTo`: when we hold
+   * that op under another stamp, our numbering forked.
+   */
+  #checkOwnHistory(peer: string, yours: { seq: number; hlc: string }, upTo: number): void {
+    const held = this.#stampOf(this.#deps.selfId, yours.seq);
+    if (held !== undefined && held !== yours.hlc) this.#mendFork(peer, Math.max(upTo, yours.seq));
+  }
+
+  /**
+   * `peer`'s own last op, `seq`, is stamped `mine`: when we hold it under another stamp, its
+   * numbering forked, and it is told what we hold (it mends that: `#checkOwnHistory`).
+   */
+  #checkTheirHistory(peer: string, seq: number, mine: string): void {
+    const held = this.#stampOf(peer, seq);
+    if (held !== undefined && held !== mine) this.#deps.mesh.send(peer, this.#vectorFor(peer, seq));
+  }
+
+  #mendFork(peer: string, upTo: number): void {
+    const fork = this.#fork;
+    if (fork) {
+      if (fork.peer !== peer && upTo > fork.upTo && upTo > (this.#nextFork?.upTo ?? 0)) {
+        this.#nextFork = { peer, upTo };
+      }
+      return;
+    }
+    this.#deps.metrics.forksMended.inc();
+    this.#deps.log.warn(
+      { peer, ours: this.#committed, theirs: upTo },
+      'another copy of this server numbered changes alike (this one started on an older copy of its data while no server with its later changes was reachable): merging both, the newer change of each node winning, then numbering on after both; local writes are refused meanwhile',
+    );
+    // Where the two histories part is not known: everything the peer holds comes back, to merge.
+    this.#fork = { peer, next: 1, upTo };
+    if (peer) this.#deps.mesh.send(peer, this.#vectorFor(peer));
+  }
+
+  /** Ops of ours from `from` while a fork is mended: merged, in turn. */
+  #receiveOwn(from: string, ops: Op[]): void {
+    const { store, hlc, events, selfId } = this.#deps;
+    const merged: StoredNode[] = [];
+    store.applyPending(() => {
+      for (const op of ops) {
+        this.#heard(selfId, op.seq);
+        hlc.receive(op.hlc);
+        const fork = this.#fork;
+        // Out of turn (sent before our vector came) or from another peer: it comes again.
+        if (!fork || fork.peer !== from || op.seq !== fork.next) continue;
+        fork.next++;
+        const node = store.mergeState(selfId, op.node, { hlc: op.hlc, version: op.seq, kind: op.kind });
+        if (node) merged.push(node);
+      }
+    });
+    this.#commitSoon();
+    for (const node of merged) {
+      events.publish({ type: 'node', op: node.deleted ? 'delete' : 'update', node: toApi(node) });
+    }
+    if (this.#fork && this.#fork.next > this.#fork.upTo) this.#endFork();
+  }
+
+  /**
+   * A snapshot of our own nodes at `seq`, while a fork is mended or when it shows one: the peer
+   * that sent it no longer has the ops to compare stamps with, but a node of ours newer than any
+   * in it is a change it never had. Its nodes are merged, then our numbering moves past it.
+   */
+  #receiveOwnSnapshot(seq: number, nodes: StoredNode[]): boolean {
+    const { store, events, selfId } = this.#deps;
+    let fork = this.#fork;
+    if (!fork) {
+      if (seq <= this.#committed) return false;
+      let newest = '';
+      for (const n of nodes) if (n.hlc > newest) newest = n.hlc;
+      if (!store.ownerNodes(selfId).some((n) => n.hlc > newest)) return false;
+      this.#mendFork('', seq);
+      fork = this.#fork!;
+    }
+    const merged: StoredNode[] = [];
+    store.applyPending(() => {
+      for (const n of nodes) {
+        const node = store.mergeState(selfId, n, { hlc: n.hlc, version: n.version, kind: 'update' });
+        if (node) merged.push(node);
+      }
+    });
+    this.#commitSoon();
+    for (const node of merged) events.publish({ type: 'node', op: 'update', node: toApi(node) });
+    fork.next = Math.max(fork.next, seq + 1);
+    fork.upTo = Math.max(fork.upTo, seq);
+    this.#endFork();
+    return true;
+  }
+
+  /**
+   * Both histories are merged: our numbering moves past both, durably, with no op in between and
+   * our log dropped, so that every server behind gets a snapshot of our nodes as they are now.
+   */
+  #endFork(): void {
+    const fork = this.#fork!;
+    this.#fork = undefined;
+    const { store, selfId } = this.#deps;
+    const to = Math.max(this.#committed, fork.upTo) + 1;
+    store.transaction('FULL', () => store.skipOwnerTo(selfId, to));
+    this.#committed = to;
+    this.#vv.set(selfId, to);
+    this.#heard(selfId, to);
+    this.#recentOps.delete(selfId);
+    this.#deps.log.warn(
+      { merged: fork.upTo, numberingFrom: to + 1 },
+      'merged the changes of another copy of this server; every server gets a snapshot of its nodes',
+    );
+    this.sweepOrphans();
+    this.#servedTo.clear();
+    const next = this.#nextFork;
+    this.#nextFork = undefined;
+    if (next && next.upTo > to) this.#mendFork(next.peer, next.upTo);
+    this.#endHoldWhenCaughtUp();
+    this.#wakeWritable();
+    this.#swapVectors();
+    this.#scheduleFlush();
   }
 
   /**
    * An op we hold under the same number with another stamp: its owner numbered two ops alike (an
    * older copy of its data started where no server with its later ops was reachable). Only the
-   * first is applied anywhere that had it; said once per owner, as nothing here can mend it.
+   * first is applied here; said once per owner. The owner mends it (`#mendFork`) when it hears of
+   * the other history from a neighbour's vector.
    */
-  #checkDuplicate(op: Op): void {
+  #checkDuplicate(from: string, op: Op): void {
+    if (op.owner === this.#deps.selfId) {
+      this.#checkOwnHistory(from, op, this.#heads.get(op.owner) ?? op.seq);
+      return;
+    }
     if (this.#reusedReported.has(op.owner)) return;
     const [held] = this.#deps.store.opsAfter(op.owner, op.seq - 1, 1, op.seq);
     if (!held || held.hlc === op.hlc) return;
     this.#reusedReported.add(op.owner);
     this.#deps.log.error(
       { owner: op.owner, seq: op.seq, held: held.hlc, received: op.hlc },
-      'an owner numbered two different changes alike (a server restored from an older copy of its data while no server with its later changes was reachable): the later one is not applied here',
+      'an owner numbered two different changes alike (a server restored from an older copy of its data while no server with its later changes was reachable): the later one is not applied here; the owner merges the two once it links to a server that holds the other, and sends every server a snapshot',
     );
   }
 
@@ -1069,21 +1255,11 @@ export class Replicator implements MeshApplication {
   #heard(owner: string, seq: number): void {
     if (seq <= (this.#heads.get(owner) ?? 0)) return;
     this.#heads.set(owner, seq);
-    if (owner !== this.#deps.selfId || seq <= this.#committed) return;
-    if (this.#numberedFrom === undefined) {
-      this.#deps.log.warn(
-        { has: this.#committed, mesh: seq },
-        'the mesh holds ops of ours this server lacks (an older copy of its data?): getting them back; new local writes wait',
-      );
-    } else {
-      // The mesh's ops past ours were numbered before this run, so it holds other ops under the
-      // numbers this run gave from `#numberedFrom` on: a replica that has those drops ours as
-      // duplicates (`#checkDuplicate` says so there).
-      this.#deps.log.error(
-        { from: this.#numberedFrom, to: this.#committed, mesh: seq },
-        'changes made here since this start reused sequence numbers the mesh held already (an older copy of the data, started while no server that had the later changes was reachable): they will not reach the other servers',
-      );
-    }
+    if (owner !== this.#deps.selfId || seq <= this.#committed || this.#fork) return;
+    this.#deps.log.warn(
+      { has: this.#committed, mesh: seq },
+      'the mesh holds ops of ours this server lacks (an older copy of its data?): getting them back; new local writes wait',
+    );
   }
 
   #holdEarly(op: Op): void {
@@ -1140,7 +1316,7 @@ export class Replicator implements MeshApplication {
       return;
     }
     this.#lastGapRequest.set(from, now);
-    this.#deps.mesh.send(from, { t: 'vv', vv: this.versionVector() });
+    this.#deps.mesh.send(from, this.#vectorFor(from));
   }
 
   #receiveSnapshot(owner: string, seq: number, nodes: StoredNode[], last: boolean): void {
@@ -1153,6 +1329,7 @@ export class Replicator implements MeshApplication {
     incoming.nodes.push(...nodes);
     if (!last) return;
     this.#incoming.delete(owner);
+    if (owner === this.#deps.selfId && this.#receiveOwnSnapshot(seq, incoming.nodes)) return;
     if (seq <= (this.#vv.get(owner) ?? 0)) return; // Caught up some other way meanwhile.
     const { store } = this.#deps;
     store.transaction('NORMAL', () => store.replaceOwner(owner, seq, incoming.nodes));

@@ -193,6 +193,10 @@ export class Store {
       ),
       deleteOwner: db.prepare('DELETE FROM owners WHERE owner = ?'),
       insertPoint: db.prepare('INSERT INTO series (node_id, t, value) VALUES (?, ?, ?)'),
+      insertPointOnce: db.prepare(
+        `INSERT INTO series (node_id, t, value) SELECT @id, @t, @value
+         WHERE NOT EXISTS (SELECT 1 FROM series WHERE node_id = @id AND t = @t AND value = @value)`,
+      ),
       series: db.prepare<[string, number, number, number], { t: number; value: string }>(
         'SELECT t, value FROM series WHERE node_id = ? AND t >= ? AND t <= ? ORDER BY t LIMIT ?',
       ),
@@ -461,6 +465,49 @@ export class Store {
       this.#sql.insertPoint.run(n.id, wallOf(op.hlc) ?? 0, value ?? 'null');
     }
     return 'applied';
+  }
+
+  /**
+   * Merges a state of one of `owner`'s nodes from another history of the owner's numbering (a
+   * fork: see replicator.ts `#mendFork`), inside a transaction: it replaces what is held only when
+   * its stamp is newer, and the reading it carries joins the series unless held already. The log
+   * is left alone. Answers the node when the state won.
+   */
+  mergeState(
+    owner: string,
+    n: NodeState,
+    change: { hlc: string; version: number; kind: OpKind },
+  ): StoredNode | undefined {
+    const value = n.value === undefined ? null : JSON.stringify(n.value);
+    const reading = change.kind === 'value' || (change.kind === 'create' && n.value !== undefined);
+    if (reading && n.type === 'DataPoint') {
+      this.#sql.insertPointOnce.run({ id: n.id, t: wallOf(change.hlc) ?? 0, value: value ?? 'null' });
+    }
+    const held = this.node(n.id);
+    if (held && (held.owner !== owner || held.hlc >= change.hlc)) return undefined;
+    this.#sql.upsertNode.run(
+      n.id,
+      n.type,
+      n.parent,
+      owner,
+      n.name,
+      JSON.stringify(n.meta),
+      value,
+      change.hlc,
+      change.version,
+      change.kind === 'delete' ? 1 : 0,
+    );
+    return this.node(n.id);
+  }
+
+  /**
+   * Moves `owner`'s numbering on to `seq` with no op in between (inside a transaction): its log
+   * is dropped, so every peer behind gets a snapshot of its nodes (see replicator.ts `#mendFork`).
+   */
+  skipOwnerTo(owner: string, seq: number): void {
+    this.#sql.deleteOwnerOps.run(owner);
+    this.#setOwner(owner, seq, seq + 1);
+    this.#dirtyOwners.delete(owner);
   }
 
   /** The servers retired from the mesh, by id. */

@@ -16,6 +16,7 @@ import {
   TestCluster,
   waitFor,
 } from '../support/cluster.ts';
+import { sample } from '../support/prometheus.ts';
 
 function rawRequest(
   peer: PeerProcess,
@@ -166,6 +167,59 @@ describe('replication across three peers', () => {
     assert.ok(four.version > three, `numbered ${four.version}, after value 3's ${three}`);
     await waitFor('b to have value 4', async () => (await nodeOn(b, point.id))?.value === 4);
     await waitFor('every peer to list the restored one as connected', () => fullMesh(peers));
+  });
+
+  test('an owner restored from an older copy while every other server was down merges with them when they return', async () => {
+    const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
+    await waitFor('a full mesh again', () => fullMesh(peers));
+    const point = await create(a, { type: 'DataPoint', name: 'forked' });
+    await waitFor('the others to have the point', async () =>
+      (await Promise.all([b, c].map((p) => nodeOn(p, point.id)))).every((n) => n !== undefined),
+    );
+    await a.stop();
+    const backup = `${a.dataDir}.backup`;
+    cpSync(a.dataDir, backup, { recursive: true });
+    // Written after the backup: b and c hold it, a's disk will not.
+    let back = await cluster.start({ name: 'a', dataDir: a.dataDir });
+    peers[0] = back;
+    const lost = await create(back, { type: 'Project', name: 'after the backup' });
+    await waitFor('the others to have it', async () =>
+      (await Promise.all([b, c].map((p) => nodeOn(p, lost.id)))).every((n) => n !== undefined),
+    );
+    await Promise.all([back.stop(), b.stop(), c.stop()]);
+
+    // a's disk dies and its backup goes back in while no other server is up: it cannot know it
+    // is behind, and numbers new writes under the numbers b and c hold other writes under.
+    rmSync(a.dataDir, { recursive: true });
+    renameSync(backup, a.dataDir);
+    back = await cluster.start({ name: 'a', dataDir: a.dataDir, config: { restartHoldMs: 300 } });
+    peers[0] = back;
+    const alone = await create(back, { type: 'Project', name: 'while alone' });
+    assert.equal((await api(back, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: 7 })).status, 200);
+
+    peers[1] = await cluster.start({ name: 'b', dataDir: b.dataDir });
+    peers[2] = await cluster.start({ name: 'c', dataDir: c.dataDir });
+    await waitFor('a full mesh again', () => fullMesh(peers));
+    // The writes of both histories are everywhere, and the newer value wins.
+    await waitFor('both histories on every server', async () =>
+      (
+        await Promise.all(
+          peers.map(
+            async (p) =>
+              (await nodeOn(p, lost.id)) !== undefined &&
+              (await nodeOn(p, alone.id)) !== undefined &&
+              (await nodeOn(p, point.id))?.value === 7,
+          ),
+        )
+      ).every(Boolean),
+    );
+    assert.equal(sample(await back.metrics(), 'shoal_replication_forks_mended_total'), 1);
+    // New writes are numbered past both histories, so every server takes them.
+    const res = await api(back, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: 8 });
+    assert.equal(res.status, 200);
+    await waitFor('value 8 everywhere', async () =>
+      (await Promise.all(peers.map(async (p) => (await nodeOn(p, point.id))?.value === 8))).every(Boolean),
+    );
   });
 
   test('a node and its subtree are deleted everywhere', async () => {

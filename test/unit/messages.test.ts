@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { encodeHlc } from '../../src/clock.ts';
 import { encodeMessage, type LinkMessage, type PeerRecord, parseMessage } from '../../src/link/messages.ts';
 
 const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), 'utf8');
@@ -71,7 +72,24 @@ const recordArb: fc.Arbitrary<PeerRecord> = fc
   // Through JSON once, so -0 and other values JSON cannot keep are in their JSON form already.
   .map((r) => JSON.parse(JSON.stringify(r)) as PeerRecord);
 
+const hlcArb = fc
+  .tuple(fc.integer({ min: 0, max: 2 ** 48 }), fc.integer({ min: 0, max: 999_999 }))
+  .map(([wall, logical]) => encodeHlc(wall, logical));
+
+/** A version vector, with the stamps that tell two numberings of one owner apart. */
+const vvArb: fc.Arbitrary<LinkMessage> = fc
+  .record(
+    {
+      vv: fc.dictionary(fc.uuid(), fc.nat(), { maxKeys: 6 }),
+      mine: hlcArb,
+      yours: fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), hlc: hlcArb }),
+    },
+    { requiredKeys: ['vv'] },
+  )
+  .map((v): LinkMessage => JSON.parse(JSON.stringify({ t: 'vv', ...v })) as LinkMessage);
+
 const messageArb: fc.Arbitrary<LinkMessage> = fc.oneof(
+  vvArb,
   jsonNumber.map((ts): LinkMessage => ({ t: 'ping', ts })),
   jsonNumber.map((ts): LinkMessage => ({ t: 'pong', ts })),
   fc.array(recordArb, { maxLength: 4 }).map((records): LinkMessage => ({ t: 'records', records })),
@@ -192,6 +210,8 @@ describe('link messages', () => {
       ['too many addresses', { t: 'bye', record: { ...RECORD, addresses: new Array(33).fill('10.0.0.1') } }],
       ['a name over 256 characters', { t: 'bye', record: { ...RECORD, name: 'x'.repeat(257) } }],
       ['bye without a record', { t: 'bye' }],
+      ['a vector stamp that is no stamp', { t: 'vv', vv: {}, mine: 'yesterday' }],
+      ['a vector stamp at seq 0', { t: 'vv', vv: {}, yours: { seq: 0, hlc: encodeHlc(1, 0) } }],
     ];
     for (const [what, value] of cases) assert.equal(reasonOf(json(value)), 'invalid', what);
   });

@@ -1390,6 +1390,218 @@ describe('holding local writes after a start', () => {
       assertConverged(c.peers);
     });
   });
+
+  /** An op of `owner` as `peer` holds it under `seq`. */
+  const stampOf = (peer: SimPeer, owner: string, seq: number): string | undefined =>
+    peer.store.opsAfter(owner, seq - 1, 1, seq)[0]?.hlc;
+
+  test('a copy that numbered writes alike while alone merges with the mesh when it meets a holder of the later ops', async () => {
+    await withCluster(3, TRIANGLE, { seed: 29 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const { backup, held } = await copyThenMore(c, false);
+      const copied = backup.ownerState(a.id).applied;
+      const later = stampOf(b, a.id, copied + 1);
+
+      // Back on its copy with no one reachable: the hold ends and it numbers on from the copy.
+      restartOn(c, backup);
+      const four = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
+      assert.equal(four.version, copied + 1, 'the number b holds another op under');
+      assert.notEqual(stampOf(a, a.id, copied + 1), later);
+
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
+      assertConverged(c.peers);
+      assert.ok(a.store.ownerState(a.id).applied > held, 'numbered on past both');
+      assert.equal((await a.metrics.forksMended.get()).values[0]?.value, 1, 'one fork mended');
+      const five = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'five' }));
+      await c.net.settle();
+      for (const p of c.peers) assert.ok(p.store.node(five.id), `${p.name} has a write made after`);
+      assertConverged(c.peers);
+      for (const p of c.peers) assert.deepEqual(p.errors, [], p.name);
+    });
+  });
+
+  test('property: whatever a copy and the mesh wrote apart, whomever the copy meets first, all end equal with both', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 2, max: 4 }),
+        fc.integer({ min: 0, max: 2 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(fc.boolean(), { minLength: 2, maxLength: 2 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer(),
+        async (n, before, lost, alone, away, meetAwayFirst, reboot, seed) => {
+          const all: [number, number][] = [];
+          for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) all.push([i, j]);
+          await withCluster(n, all, { seed }, {}, async (c) => {
+            const [a, b] = c.peers as [SimPeer, SimPeer];
+            const expected = ['of b'];
+            const point = await c.net.resolve(
+              a.nodes.create({ type: 'DataPoint', name: 'point', meta: { kind: 'number' } }),
+            );
+            await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
+            for (let i = 0; i < before; i++) {
+              await c.net.resolve(a.nodes.create({ type: 'Project', name: `before ${i}` }));
+              expected.push(`before ${i}`);
+            }
+            await c.net.settle();
+            const backup = new Store(':memory:');
+            backup.transaction('NORMAL', () => {
+              for (const p of c.peers) for (const op of a.store.opsAfter(p.id, 0, 1000)) backup.applyOp(op);
+            });
+            // Written after the backup: b holds them, and each other server unless away.
+            const awayPeers = c.peers.slice(2).filter((_, i) => away[i]);
+            for (const p of awayPeers) for (const q of c.peers) if (q !== p) c.net.disconnect(p.id, q.id);
+            for (let i = 0; i < lost; i++) {
+              if (i % 2 === 0) {
+                await c.net.resolve(a.nodes.create({ type: 'Project', name: `lost ${i}` }));
+                expected.push(`lost ${i}`);
+              } else await c.net.resolve(a.nodes.setValue(point.id, 100 + i));
+            }
+            await c.net.settle();
+
+            // a's disk dies; its copy comes back, alone or next to the servers that were away.
+            restartOn(c, backup);
+            if (meetAwayFirst) for (const p of awayPeers) c.net.connect(a.id, p.id);
+            await c.net.runFor(DEFAULT_OPTIONS.restartHoldMs);
+            let last: number | undefined;
+            for (let i = 0; i < alone; i++) {
+              if (i % 2 === 0) {
+                await c.net.resolve(a.nodes.create({ type: 'Project', name: `alone ${i}` }));
+                expected.push(`alone ${i}`);
+              } else {
+                last = 200 + i;
+                await c.net.resolve(a.nodes.setValue(point.id, last));
+              }
+            }
+            if (reboot) {
+              for (const other of c.net.neighbours(a.id)) c.net.disconnect(a.id, other);
+              a.replicator.stop();
+              boot(c.net, a, c.peers, DEFAULT_OPTIONS);
+              await c.net.runFor(DEFAULT_OPTIONS.restartHoldMs);
+            }
+            c.healAll();
+            await c.net.settle();
+            for (const p of c.peers) {
+              assert.deepEqual(names(p), expected.sort(), p.name);
+              // The newer change wins: the copy's, made later, when it set the value at all.
+              if (last !== undefined) assert.equal(p.store.node(point.id)?.value, last, p.name);
+            }
+            assertConverged(c.peers);
+          });
+        },
+      ),
+      { numRuns: 60, includeErrorInReport: true },
+    );
+  });
+
+  test('a fork is found after a restart too: the stamps tell it, not what one run numbered', async () => {
+    await withCluster(3, TRIANGLE, { seed: 33 }, {}, async (c) => {
+      const [a] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const { backup } = await copyThenMore(c, false);
+      restartOn(c, backup);
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
+      // A reboot while still alone: the next run has numbered nothing yet when it meets b.
+      a.replicator.stop();
+      boot(c.net, a, c.peers, DEFAULT_OPTIONS);
+      await c.net.runFor(DEFAULT_OPTIONS.restartHoldMs);
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
+      assertConverged(c.peers);
+    });
+  });
+
+  test('a fork is found in a snapshot too, when the holders compacted the ops the stamps would compare', async () => {
+    await withCluster(3, TRIANGLE, { seed: 34 }, {}, async (c) => {
+      const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const { backup } = await copyThenMore(c, false);
+      for (const p of [b, cc]) p.store.compactLog(0);
+      restartOn(c, backup);
+      await c.net.runFor(DEFAULT_OPTIONS.restartHoldMs);
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
+      assertConverged(c.peers);
+      assert.equal((await a.metrics.forksMended.get()).values[0]?.value, 1, 'one fork mended');
+    });
+  });
+
+  test('a copy that wrote nothing takes a snapshot of its later changes as it is, deletes included: no fork', async () => {
+    await withCluster(3, TRIANGLE, { seed: 35 }, {}, async (c) => {
+      const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const { backup } = await copyThenMore(c, false);
+      const one = a.store.nodes({ type: 'Project' }).find((n) => n.name === 'one')!;
+      await c.net.resolve(a.nodes.delete(one.id));
+      await c.net.settle();
+      for (const p of [b, cc]) p.store.compactLog(0);
+      restartOn(c, backup);
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['of b', 'three', 'two'], p.name);
+      assertConverged(c.peers);
+      assert.equal((await a.metrics.forksMended.get()).values[0]?.value ?? 0, 0, 'no fork');
+    });
+  });
+
+  test('a fork inside what the mesh holds is found by the stamp of the last op, and mended', async () => {
+    await withCluster(3, TRIANGLE, { seed: 30 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer, SimPeer];
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
+      await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
+      await c.net.settle();
+      const backup = new Store(':memory:');
+      backup.transaction('NORMAL', () => {
+        for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
+          backup.applyOp(op);
+      });
+      // One more write reaches the mesh; the copy numbers two of its own from there.
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'two', meta: { kind: 'number' } }),
+      );
+      await c.net.resolve(a.nodes.setValue(point.id, 1));
+      await c.net.settle();
+      restartOn(c, backup);
+      for (const name of ['four', 'five']) await c.net.resolve(a.nodes.create({ type: 'Project', name }));
+      assert.ok(
+        a.store.ownerState(a.id).applied >= b.replicator.versionVector()[a.id]!,
+        'b holds no op of a past what a numbered',
+      );
+
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['five', 'four', 'of b', 'one'], p.name);
+      for (const p of c.peers) {
+        assert.equal(p.store.node(point.id)?.value, 1, `${p.name} has the other copy's data point`);
+      }
+      assertConverged(c.peers);
+    });
+  });
+
+  test("a replica that got the copy's ops first ends equal to one that had the others", async () => {
+    await withCluster(3, TRIANGLE, { seed: 32 }, {}, async (c) => {
+      const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const { backup } = await copyThenMore(c, true);
+      // Back on its copy next to c, as far behind: c gets a's new ops under b's numbers.
+      restartOn(c, backup);
+      c.net.connect(a.id, cc.id);
+      await c.net.runFor(20);
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
+      await c.net.settle();
+      assert.deepEqual(names(cc), ['four', 'of b', 'one']);
+
+      c.net.connect(a.id, b.id);
+      await c.net.settle();
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
+      assertConverged(c.peers);
+    });
+  });
 });
 
 describe('a retired owner', () => {
