@@ -6,6 +6,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import Type, { type Static } from 'typebox';
 import Compile from 'typebox/compile';
@@ -339,6 +340,14 @@ export function validateConfig(value: Record<string, unknown>): Config {
     throw new ShoalError(
       'SHOAL_BAD_CONFIG',
       'config field "reconnectMaxMs": must not be below reconnectBaseMs',
+    );
+  }
+  // Beacons go to addresses: a name would cost a DNS lookup per beacon, and could not be a broadcast.
+  const notAddress = config.beaconTargets.find((target) => isIP(target) === 0);
+  if (notAddress !== undefined) {
+    throw new ShoalError(
+      'SHOAL_BAD_CONFIG',
+      `config field "beaconTargets": "${notAddress}" is not an IP address (e.g. 192.168.1.255)`,
     );
   }
   return config;

@@ -12,12 +12,31 @@ export interface ClientOptions {
 
 export const DEFAULT_URL = 'http://127.0.0.1:7420';
 
+/** The peer's URL from --url, else SHOAL_URL, else the default: an http(s) URL, or bad usage. */
+function checkedUrl(flag: string | undefined, env: string | undefined): string {
+  const [url, from] =
+    flag !== undefined ? [flag, '--url'] : env !== undefined ? [env, 'SHOAL_URL'] : [DEFAULT_URL, ''];
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // Reported below.
+  }
+  if (parsed?.protocol !== 'http:' && parsed?.protocol !== 'https:') {
+    throw new ShoalError(
+      'SHOAL_BAD_USAGE',
+      `${from}: "${url}" is not an http:// or https:// URL (e.g. http://127.0.0.1:7420)`,
+    );
+  }
+  return url.replace(/\/+$/, '');
+}
+
 export class ApiClient {
   readonly url: string;
   readonly #key: string | undefined;
 
   constructor(options: ClientOptions, env: Record<string, string | undefined> = process.env) {
-    this.url = (options.url ?? env.SHOAL_URL ?? DEFAULT_URL).replace(/\/+$/, '');
+    this.url = checkedUrl(options.url, env.SHOAL_URL);
     this.#key =
       options.apiKey ?? env.SHOAL_API_KEY ?? readKey(options.data ?? env.SHOAL_DATA ?? './shoal-data');
   }

@@ -29,7 +29,11 @@ export function program(): Command {
   const cli = new Command('shoal')
     .description('A self-organizing, self-healing mesh of home-automation and lab servers')
     .version(VERSION)
-    .showHelpAfterError('(run with --help for usage)')
+    // One line, with the code, like every other error of the command (exit 2: main).
+    .configureOutput({
+      outputError: (text, write) =>
+        write(`shoal: SHOAL_BAD_USAGE: ${text.replace(/^error: /, '').trim()} (shoal --help for usage)\n`),
+    })
     .exitOverride();
 
   cli
@@ -160,7 +164,21 @@ export function program(): Command {
     .option('--from <time>', 'ISO 8601 or ms since the epoch')
     .option('--to <time>', 'ISO 8601 or ms since the epoch')
     .option('--limit <n>', 'at most this many values')
-    .action((id: string, opts: Opts & { from?: string; to?: string; limit?: string }) => series(id, opts));
+    .action((id: string, opts: Opts & { from?: string; to?: string; limit?: string }) => {
+      if (opts.limit !== undefined) wholeNumber(opts.limit, '--limit');
+      for (const [flag, value] of [
+        ['--from', opts.from],
+        ['--to', opts.to],
+      ] as const) {
+        if (value !== undefined && !/^\d+$/.test(value) && Number.isNaN(Date.parse(value))) {
+          throw new ShoalError(
+            'SHOAL_BAD_USAGE',
+            `${flag}: "${value}" is neither an ISO 8601 time nor ms since the epoch`,
+          );
+        }
+      }
+      return series(id, opts);
+    });
   clientOptions(
     cli.command('watch').description('print every change in the mesh as it happens (Ctrl-C stops)'),
   ).action((opts: Opts) => watch(opts));
@@ -220,10 +238,8 @@ export async function main(argv: string[]): Promise<void> {
     await program().parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      const ok =
-        err.code === 'commander.helpDisplayed' ||
-        err.code === 'commander.version' ||
-        err.code === 'commander.help';
+      // 'commander.help' is the help shown for a missing command: bad usage, unlike --help.
+      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version';
       process.exit(ok ? 0 : 2);
     }
     if (isShoalError(err)) {

@@ -67,12 +67,29 @@ describe('the shoal command', () => {
     assert.equal(peer.code, 2);
     assert.match(peer.stderr, /peers/);
 
+    const target = await shoal(['start', '--secret', 'x'.repeat(32), '--beacon-target', 'notanip']);
+    assert.equal(target.code, 2);
+    assert.match(target.stderr, /beaconTargets.*notanip.*not an IP address/);
+
+    // The parser's own errors are one line with the code too.
     const unknownFlag = await shoal(['start', '--colour', 'blue']);
     assert.equal(unknownFlag.code, 2);
-    assert.match(unknownFlag.stderr, /--colour/);
+    assert.match(unknownFlag.stderr, /^shoal: SHOAL_BAD_USAGE: unknown option '--colour'.*\n$/);
+    assert.equal(unknownFlag.stderr.trim().split('\n').length, 1, unknownFlag.stderr);
 
     const unknownCommand = await shoal(['launch']);
     assert.equal(unknownCommand.code, 2);
+    assert.equal((await shoal([])).code, 2, 'no command at all');
+
+    for (const [args, flag] of [
+      [['series', 'some-id', '--limit', 'ten'], '--limit'],
+      [['series', 'some-id', '--from', 'last tuesday'], '--from'],
+      [['peers', '--url', 'not-a-url', '--api-key', 'k'], '--url'],
+    ] as const) {
+      const run = await shoal([...args]);
+      assert.equal(run.code, 2, args.join(' '));
+      assert.match(run.stderr, new RegExp(`^shoal: SHOAL_BAD_USAGE: ${flag}: `), args.join(' '));
+    }
   });
 
   test('--version and --help exit 0', async () => {
