@@ -75,6 +75,9 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxBodyBytes,
     forceCloseConnections: true,
+    // A field the route does not take is refused (400 naming it), not dropped in silence: a typo
+    // like `{"nmae": …}` would otherwise answer 200 and change nothing.
+    ajv: { customOptions: { removeAdditional: false } },
   });
 
   app.setErrorHandler((err: FastifyError | ShoalError, request, reply) => {
@@ -222,8 +225,20 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
 function toShoalError(err: FastifyError | ShoalError): ShoalError {
   if (err instanceof ShoalError) return err;
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ShoalError('SHOAL_TOO_LARGE', err.message);
-  if (err.validation)
-    return new ShoalError('SHOAL_BAD_REQUEST', `${err.validationContext ?? 'request'} ${err.message}`);
+  if (err.validation) {
+    const context = err.validationContext ?? 'request';
+    const [first] = err.validation;
+    const extra =
+      first?.keyword === 'additionalProperties'
+        ? (first.params as { additionalProperty?: string }).additionalProperty
+        : undefined;
+    return new ShoalError(
+      'SHOAL_BAD_REQUEST',
+      extra === undefined
+        ? `${context} ${err.message}`
+        : `${context}: "${extra}" is not a field this route takes`,
+    );
+  }
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
     return new ShoalError('SHOAL_BAD_REQUEST', err.message);
   }

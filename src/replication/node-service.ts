@@ -48,7 +48,9 @@ export class NodeService {
   }
 
   list(filter: NodeFilter = {}): ShoalNode[] {
-    const nodes = this.#store.nodes(filter);
+    // An empty filter value (`?type=`) filters nothing, as if left out.
+    const given = Object.fromEntries(Object.entries(filter).filter(([, value]) => value)) as NodeFilter;
+    const nodes = this.#store.nodes(given);
     const decorate = this.hooks.decorate;
     return decorate ? nodes.map(decorate) : nodes;
   }
@@ -106,6 +108,16 @@ export class NodeService {
 
   async update(id: string, patch: { name?: string; meta?: Record<string, unknown> }): Promise<ShoalNode> {
     const current = this.get(id);
+    if (current.type === 'Server') {
+      // Its name and meta are the server's own settings and facts (`GET /api/v1/server`).
+      throw new ShoalError(
+        'SHOAL_BAD_REQUEST',
+        `node ${id} is a Server node: it shows its server's settings; rename a server with its name setting (--name)`,
+      );
+    }
+    if (patch.name === undefined && patch.meta === undefined) {
+      throw new ShoalError('SHOAL_BAD_REQUEST', 'give name or meta to change');
+    }
     if (patch.meta !== undefined) this.#check({ ...current, ...patch });
     const outcome = await this.#replicator.write(current.owner, { kind: 'update', id, ...patch });
     return outcome.node ? this.#decorate(outcome.node) : this.get(id);

@@ -44,6 +44,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { Clock, HybridClock } from '../clock.ts';
 import { ERRORS, type ErrorCode, ShoalError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
@@ -702,6 +703,8 @@ export class Replicator implements MeshApplication {
           ...(req.name === undefined ? {} : { name: req.name }),
           ...(req.meta === undefined ? {} : { meta: req.meta }),
         };
+        // A change to what the node already is makes no op (and no new version).
+        if (next.name === state.name && isDeepStrictEqual(next.meta, state.meta)) return [];
         this.#checkNode(next);
         return [op('update', next)];
       }

@@ -274,6 +274,8 @@ describe('replication across three peers', () => {
       ['PUT', '/api/v1/nodes/no-such-node/value', { value: 1 }, 404, 'SHOAL_NOT_FOUND'],
       ['GET', '/api/v1/nodes/no-such-node', undefined, 404, 'SHOAL_NOT_FOUND'],
       ['PATCH', `/api/v1/nodes/${point.id}`, {}, 400, 'SHOAL_BAD_REQUEST'],
+      ['PATCH', `/api/v1/nodes/${point.id}`, { type: 'Project' }, 400, 'SHOAL_BAD_REQUEST'],
+      ['PATCH', `/api/v1/nodes/${a.id}`, { name: 'not a' }, 400, 'SHOAL_BAD_REQUEST'],
       ['DELETE', `/api/v1/nodes/${a.id}`, undefined, 400, 'SHOAL_BAD_REQUEST'],
     ];
     for (const [method, path, body, status, code] of cases) {
@@ -303,6 +305,18 @@ describe('replication across three peers', () => {
     assert.equal(renamed.status, 200);
     assert.equal(renamed.body.name, 'renamed');
     assert.equal(renamed.body.meta.unit, 'K');
+    // A field no route takes is named; a change to what the node is already makes no version.
+    const typo = await api<{ error: { message: string } }>(a, 'PATCH', `/api/v1/nodes/${point.id}`, {
+      nmae: 'x',
+    });
+    assert.match(typo.body.error.message, /"nmae" is not a field/);
+    const same = await api<ShoalNode>(a, 'PATCH', `/api/v1/nodes/${point.id}`, { name: 'renamed' });
+    assert.equal(same.status, 200);
+    assert.equal(same.body.version, renamed.body.version, 'no new version');
+    // An empty filter value filters nothing.
+    const all = await api<{ nodes: ShoalNode[] }>(a, 'GET', '/api/v1/nodes');
+    const empty = await api<{ nodes: ShoalNode[] }>(a, 'GET', '/api/v1/nodes?type=&owner=&parent=');
+    assert.equal(empty.body.nodes.length, all.body.nodes.length);
   });
 
   test('a write to an unreachable owner answers 503', async () => {
