@@ -55,12 +55,14 @@ export const ConfigSchema = Type.Object(
     reconnectJitter: Fraction,
     peerTtlMs: Ms(1000),
     gossipDial: Type.Boolean(),
-    maxFrameBytes: Type.Integer({ minimum: 4096, maximum: 256 * 1024 * 1024 }),
+    maxFrameBytes: Type.Integer({ minimum: 16384, maximum: 256 * 1024 * 1024 }),
     maxPendingHandshakes: Type.Integer({ minimum: 1, maximum: 10000 }),
     linkSendBufferBytes: Type.Integer({ minimum: 65536, maximum: 1024 * 1024 * 1024 }),
     maxEventClients: Type.Integer({ minimum: 1, maximum: 100000 }),
     eventClientBufferBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024 }),
     maxBodyBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024 }),
+    maxNodeBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
+    maxJsonDepth: Type.Integer({ minimum: 1, maximum: 200 }),
     storeSync: Type.Union([Type.Literal('full'), Type.Literal('normal')]),
     forwardTimeoutMs: Ms(10),
     maxPendingWrites: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
@@ -191,6 +193,13 @@ export const DEFAULTS: Config = {
   eventClientBufferBytes: 4 * 1024 * 1024,
   /** Largest HTTP request body accepted, in bytes (413 above it). */
   maxBodyBytes: 1024 * 1024,
+  /** Largest node state (name, meta and value as JSON), in bytes (413 above it). Every op of a
+   * node carries its whole state; a link message holds at least one op, so this stays below half
+   * of maxFrameBytes. */
+  maxNodeBytes: 256 * 1024,
+  /** How deep a node's meta or value, or a trigger's payload, may nest arrays and objects (400
+   * deeper): JSON.stringify recurses, and a value thousands of levels deep cannot be written. */
+  maxJsonDepth: 32,
 
   /** When a local write is durable: "full" fsyncs every commit before the API answers and
    * before the write goes to any peer, so an acknowledged write survives a power cut; "normal"
@@ -340,6 +349,12 @@ export function validateConfig(value: Record<string, unknown>): Config {
     throw new ShoalError(
       'SHOAL_BAD_CONFIG',
       'config field "reconnectMaxMs": must not be below reconnectBaseMs',
+    );
+  }
+  if (config.maxNodeBytes > config.maxFrameBytes / 2 - 4096) {
+    throw new ShoalError(
+      'SHOAL_BAD_CONFIG',
+      'config field "maxNodeBytes": must be below half of maxFrameBytes (less 4096), so that an op fits in a link message',
     );
   }
   // Beacons go to addresses: a name would cost a DNS lookup per beacon, and could not be a broadcast.

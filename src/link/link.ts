@@ -226,7 +226,16 @@ export class Link {
     } else if (message.t === 'pong') {
       this.rttMs = Math.round((performance.now() - message.ts) * 100) / 100;
     } else {
-      this.#deps.handler.message(this, message);
+      try {
+        this.#deps.handler.message(this, message);
+      } catch (err) {
+        // A bug of ours, or a message no check foresaw: it must not take the server down.
+        this.#deps.metrics.framesRejected.inc({ reason: 'failed' });
+        this.#deps.log.error(
+          { err, type: message.t, peer: this.remote?.id },
+          'a link message could not be handled',
+        );
+      }
     }
   }
 
@@ -290,6 +299,9 @@ export class Link {
     if (!wasOpen) return;
     if (!wasUp && reason in CloseCode && this.direction === 'outbound' && isRejection(reason)) {
       // The listener refused our handshake and told us why.
+      this.#deps.metrics.handshakesRejected.inc({ reason });
+    } else if (!wasUp && reason === 'too_large') {
+      // A message over maxFrameBytes before any handshake: no peer of ours sends one.
       this.#deps.metrics.handshakesRejected.inc({ reason });
     }
     this.#phase = { name: 'closed' };

@@ -6,6 +6,7 @@
 
 import Type, { type Static } from 'typebox';
 import Compile from 'typebox/compile';
+import { deeperThan } from '../json-depth.ts';
 import { NODE_TYPES } from '../store/node-types.ts';
 
 const Id = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
@@ -181,6 +182,12 @@ const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
 
 export type MessageRejection = 'malformed' | 'unknown_type' | 'invalid';
 
+/**
+ * How deep a message may nest: above any value a server takes (Config.maxJsonDepth is 200 at
+ * most, inside a few levels of message), below what JSON.stringify can write back out.
+ */
+export const MAX_MESSAGE_DEPTH = 256;
+
 /** Parses and validates one decrypted frame. Never throws. */
 export function parseMessage(
   plaintext: Buffer,
@@ -196,7 +203,7 @@ export function parseMessage(
   }
   const check = CHECKS.get((value as { t: string }).t);
   if (!check) return { ok: false, reason: 'unknown_type' };
-  if (!check.Check(value)) return { ok: false, reason: 'invalid' };
+  if (!check.Check(value) || deeperThan(value, MAX_MESSAGE_DEPTH)) return { ok: false, reason: 'invalid' };
   return { ok: true, message: value as LinkMessage };
 }
 

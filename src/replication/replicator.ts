@@ -48,6 +48,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Clock, HybridClock } from '../clock.ts';
 import { ERRORS, type ErrorCode, ShoalError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
+import { deeperThan } from '../json-depth.ts';
 import { encodeMessage, type LinkMessage, type WriteRequest } from '../link/messages.ts';
 import type { Logger } from '../log.ts';
 import type { MeshApplication } from '../mesh/mesh.ts';
@@ -106,8 +107,14 @@ export interface ReplicatorOptions {
   maxPendingWrites: number;
   /** How long a start holds local writes at most (Config.restartHoldMs; see the module comment). */
   restartHoldMs: number;
-  /** Ops per `ops` message. */
+  /** Ops per `ops` message, at most. */
   batchOps: number;
+  /** Bytes per `ops` or `snap` message, at most (half the link's Config.maxFrameBytes). */
+  batchBytes: number;
+  /** How deep a node's meta or value may nest (Config.maxJsonDepth). */
+  maxJsonDepth: number;
+  /** How large a node's state may be as JSON (Config.maxNodeBytes). */
+  maxNodeBytes: number;
   /** The least time between two flushes (Config.replicationBatchMs). */
   batchMs: number;
   /** How long replicated ops may wait for their commit (Config.replicaCommitMs). */
@@ -135,8 +142,11 @@ interface Pending {
   /** How long a start's hold may keep it (`#local`), and the timer that then refuses it. */
   heldAtMostMs: number;
   refusal?: ReturnType<typeof setTimeout>;
+  /** Committed in a transaction of its own, after one with others failed (`#commit`). */
+  alone?: boolean;
 }
 
+/** Nodes per `snap` message, at most (fewer when they are large: `batchBytes`). */
 const SNAPSHOT_CHUNK = 500;
 const MAX_HOPS = 16;
 const GAP_REQUEST_MS = 250;
@@ -342,6 +352,10 @@ export class Replicator implements MeshApplication {
    */
   async write(owner: string, req: WriteRequest): Promise<WriteOutcome> {
     if (owner === this.#deps.selfId) return this.#local(req);
+    // Checked here too: a value too deep to write could not even be forwarded.
+    const node = req.kind === 'create' ? req.node : req;
+    if ('meta' in node) this.#checkDepth('meta', node.meta);
+    if ('value' in node) this.#checkDepth('value', node.value);
     return this.#forward(owner, req);
   }
 
@@ -527,8 +541,11 @@ export class Replicator implements MeshApplication {
    */
   #commit(): void {
     this.#commitScheduled = false;
-    const batch = this.#queue.splice(0);
+    // A write marked `alone` is committed on its own (see the rollback below).
+    const alone = this.#queue[0]?.alone === true;
+    const batch = alone ? this.#queue.splice(0, 1) : this.#queue.splice(0);
     if (batch.length === 0) return;
+    if (alone && this.#queue.length > 0) this.#scheduleCommit();
     if (this.#diskFailure) {
       // Taken before an fsync failed: nothing of them is stored.
       for (const item of batch) item.reject(this.#refusedForDisk());
@@ -587,6 +604,14 @@ export class Replicator implements MeshApplication {
         return;
       }
       // The transaction rolled back: nothing of the batch is stored.
+      if (batch.length > 1) {
+        // Some write of the group broke its transaction (a bad write no check foresaw, a full
+        // disk): each is tried again on its own, so that a bad one fails alone.
+        for (const item of batch) item.alone = true;
+        this.#queue.unshift(...batch);
+        this.#scheduleCommit();
+        return;
+      }
       this.#deps.log.error({ err }, 'commit failed');
       for (const item of batch)
         item.reject(new ShoalError('SHOAL_INTERNAL', 'the store could not commit the write'));
@@ -718,6 +743,8 @@ export class Replicator implements MeshApplication {
         const problem = valueProblem((current.meta.kind as DataPointKind | undefined) ?? 'number', req.value);
         if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
         state.value = req.value;
+        // (A number or a boolean adds nothing to what was checked when the meta was set.)
+        if (typeof req.value === 'object' || typeof req.value === 'string') this.#checkSize(state);
         return [op('value', state)];
       }
       case 'delete': {
@@ -730,10 +757,39 @@ export class Replicator implements MeshApplication {
     }
   }
 
+  /**
+   * Holds a node's state to `maxJsonDepth` and `maxNodeBytes`: a deeper value cannot be written
+   * anywhere (JSON.stringify recurses), and every op of the node carries its whole state, so a
+   * larger one would make messages no link takes.
+   */
+  #checkSize(n: NodeState): void {
+    const { maxNodeBytes } = this.#options;
+    this.#checkDepth('meta', n.meta);
+    this.#checkDepth('value', n.value);
+    const bytes = Buffer.byteLength(JSON.stringify(n));
+    if (bytes > maxNodeBytes) {
+      throw new ShoalError(
+        'SHOAL_TOO_LARGE',
+        `node ${n.id}: ${bytes} bytes of name, meta and value as JSON, more than ${maxNodeBytes} (maxNodeBytes)`,
+      );
+    }
+  }
+
+  #checkDepth(field: string, value: unknown): void {
+    const { maxJsonDepth } = this.#options;
+    if (deeperThan(value, maxJsonDepth)) {
+      throw new ShoalError(
+        'SHOAL_BAD_REQUEST',
+        `${field}: nested deeper than ${maxJsonDepth} levels (maxJsonDepth)`,
+      );
+    }
+  }
+
   #checkNode(n: NodeState): void {
     if (!isNodeType(n.type))
       throw new ShoalError('SHOAL_BAD_REQUEST', `type: "${String(n.type)}" is not a node type`);
     if (!n.name.trim()) throw new ShoalError('SHOAL_BAD_REQUEST', 'name: must not be empty');
+    this.#checkSize(n);
     const problem = metaProblem(n.type, n.meta);
     if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
     const allowed = PARENT_TYPES[n.type];
@@ -880,7 +936,8 @@ export class Replicator implements MeshApplication {
         if (!batch) {
           const ops = this.#opsAfter(owner, have, applied);
           if (ops.length === 0) continue;
-          batch = { last: ops[ops.length - 1]!.seq, message: encodeMessage({ t: 'ops', ops }) };
+          const encoded = this.#encodeOps(ops);
+          batch = { last: encoded.last, message: encoded.bytes };
           batches.set(key, batch);
         }
         if (!mesh.send(peer, batch.message)) break;
@@ -919,6 +976,20 @@ export class Replicator implements MeshApplication {
     if (recent.length > 0 && recent[recent.length - 1]!.seq + 1 !== op.seq) recent.length = 0;
     recent.push(op);
     if (recent.length > RECENT_OPS * 2) recent.splice(0, recent.length - RECENT_OPS);
+  }
+
+  /**
+   * An `ops` message of the first of `ops` that fit in `batchBytes` (at least one: a node's state
+   * is held to maxNodeBytes, well below), and the seq of the last it holds.
+   */
+  #encodeOps(ops: Op[]): { bytes: Buffer; last: number } {
+    const { batchBytes } = this.#options;
+    let count = ops.length;
+    for (;;) {
+      const bytes = encodeMessage({ t: 'ops', ops: count === ops.length ? ops : ops.slice(0, count) });
+      if (bytes.length <= batchBytes || count === 1) return { bytes, last: ops[count - 1]!.seq };
+      count = Math.max(1, Math.floor((count * batchBytes) / bytes.length / 2));
+    }
   }
 
   /** Ops of `owner` after `seq` up to `upTo`, a batch at most: from memory when recent, else the log. */
@@ -972,18 +1043,23 @@ export class Replicator implements MeshApplication {
     seq = this.#vv.get(owner) ?? 0,
   ): void {
     this.#deps.metrics.snapshots.inc({ direction: 'sent' });
-    for (let i = 0; i < nodes.length || i === 0; i += SNAPSHOT_CHUNK) {
-      const chunk = nodes
-        .slice(i, i + SNAPSHOT_CHUNK)
-        .map(({ owner: _o, deleted: _d, updatedAt: _u, ...n }) => n);
-      this.#deps.mesh.send(peer, {
-        t: 'snap',
-        owner,
-        seq,
-        nodes: chunk,
-        last: i + SNAPSHOT_CHUNK >= nodes.length,
-      });
+    // Chunks of SNAPSHOT_CHUNK nodes, or fewer when that many would not fit in `batchBytes`.
+    let chunk: Omit<StoredNode, 'owner' | 'deleted' | 'updatedAt'>[] = [];
+    let bytes = 0;
+    const send = (last: boolean): void => {
+      this.#deps.mesh.send(peer, { t: 'snap', owner, seq, nodes: chunk, last });
+      chunk = [];
+      bytes = 0;
+    };
+    for (const { owner: _o, deleted: _d, updatedAt: _u, ...n } of nodes) {
+      const size = Buffer.byteLength(JSON.stringify(n)) + 1;
+      if (chunk.length > 0 && (chunk.length === SNAPSHOT_CHUNK || bytes + size > this.#options.batchBytes)) {
+        send(false);
+      }
+      chunk.push(n);
+      bytes += size;
     }
+    send(true);
   }
 
   #lagOf(peer: string, cursors: Map<string, number>): number {
@@ -1034,28 +1110,36 @@ export class Replicator implements MeshApplication {
     const applied: Op[] = [];
     const ours: Op[] = [];
     let gap = false;
-    store.applyPending(() => {
-      for (const op of ops) {
-        if (this.#deps.retired(op.owner)) continue; // From a peer that has not heard yet.
-        if (op.owner === this.#deps.selfId && this.#fork) {
-          ours.push(op); // Merged, not applied (`#receiveOwn`).
-          continue;
+    try {
+      store.applyPending(() => {
+        for (const op of ops) {
+          if (this.#deps.retired(op.owner)) continue; // From a peer that has not heard yet.
+          if (op.owner === this.#deps.selfId && this.#fork) {
+            ours.push(op); // Merged, not applied (`#receiveOwn`).
+            continue;
+          }
+          this.#heard(op.owner, op.seq);
+          hlc.receive(op.hlc);
+          const result = store.applyOp(op);
+          if (result === 'applied') {
+            this.#vv.set(op.owner, op.seq);
+            applied.push(op);
+            this.#drainEarly(op.owner, applied);
+          } else if (result === 'gap') {
+            gap = true;
+            this.#holdEarly(op);
+          } else {
+            this.#checkDuplicate(from, op);
+          }
         }
-        this.#heard(op.owner, op.seq);
-        hlc.receive(op.hlc);
-        const result = store.applyOp(op);
-        if (result === 'applied') {
-          this.#vv.set(op.owner, op.seq);
-          applied.push(op);
-          this.#drainEarly(op.owner, applied);
-        } else if (result === 'gap') {
-          gap = true;
-          this.#holdEarly(op);
-        } else {
-          this.#checkDuplicate(from, op);
-        }
-      }
-    });
+      });
+    } catch (err) {
+      // None of the batch is stored (a savepoint): memory forgets it too, and gets it again.
+      // (At the next anti-entropy swap, not at once: an op that fails every time would spin.)
+      this.#deps.log.error({ err, from }, 'ops from a peer could not be applied; fetching them again later');
+      this.#reloadVector();
+      return;
+    }
     if (applied.length > 0) this.#deps.metrics.opsApplied.inc({ source: 'remote' }, applied.length);
     this.#ownOpsBack();
     this.#commitSoon();
@@ -1245,6 +1329,12 @@ export class Replicator implements MeshApplication {
   /** The commit of replicated ops failed and they were rolled back: forget them, fetch again. */
   #forgetUncommitted(err: Error): void {
     this.#deps.log.error({ err }, 'commit of replicated ops failed; fetching them again');
+    this.#reloadVector();
+    this.#swapVectors();
+  }
+
+  /** Reads the version vector back from the store (what memory counted was rolled back there). */
+  #reloadVector(): void {
     const ours = this.#vv.get(this.#deps.selfId);
     this.#vv.clear();
     for (const [owner, seq] of Object.entries(this.#deps.store.versionVector())) this.#vv.set(owner, seq);
@@ -1252,7 +1342,6 @@ export class Replicator implements MeshApplication {
     if (ours === undefined) this.#vv.delete(this.#deps.selfId);
     else this.#vv.set(this.#deps.selfId, ours);
     this.#recentOps.clear();
-    this.#swapVectors();
   }
 
   #heard(owner: string, seq: number): void {

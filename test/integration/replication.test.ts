@@ -298,6 +298,21 @@ describe('replication across three peers', () => {
     );
     assert.equal(tooLarge.status, 413);
     assert.equal((JSON.parse(tooLarge.body) as { error: { code: string } }).error.code, 'SHOAL_TOO_LARGE');
+    // Nested too deep to write (a few thousand levels crashed every replica), or too large for an
+    // op to fit in a link message: refused by the owner, through a peer too, and everyone stays up.
+    const blob = await create(a, { type: 'DataPoint', name: 'blob', meta: { kind: 'json' } });
+    const deep = `{"value":${'['.repeat(5000)}${']'.repeat(5000)}}`;
+    for (const peer of [a, b]) {
+      const res = await rawRequest(peer, 'PUT', `/api/v1/nodes/${blob.id}/value`, deep);
+      assert.equal(res.status, 400, res.body);
+      assert.match(res.body, /nested deeper than 32/);
+      const big = await api<{ error: { code: string } }>(peer, 'PUT', `/api/v1/nodes/${blob.id}/value`, {
+        value: 'x'.repeat(300 * 1024),
+      });
+      assert.equal(big.status, 413);
+      assert.equal(big.body.error.code, 'SHOAL_TOO_LARGE');
+    }
+    for (const peer of peers) assert.equal((await api(peer, 'GET', '/api/v1/health')).status, 200);
     const renamed = await api<ShoalNode>(a, 'PATCH', `/api/v1/nodes/${point.id}`, {
       name: 'renamed',
       meta: { kind: 'number', unit: 'K' },

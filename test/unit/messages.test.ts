@@ -8,7 +8,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { encodeHlc } from '../../src/clock.ts';
-import { encodeMessage, type LinkMessage, type PeerRecord, parseMessage } from '../../src/link/messages.ts';
+import {
+  encodeMessage,
+  type LinkMessage,
+  MAX_MESSAGE_DEPTH,
+  type PeerRecord,
+  parseMessage,
+} from '../../src/link/messages.ts';
 
 const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), 'utf8');
 
@@ -147,8 +153,13 @@ describe('link messages', () => {
   test('deep nesting is refused, not a stack overflow out of the parser', () => {
     const deep = Buffer.from(`${'['.repeat(200_000)}${']'.repeat(200_000)}`);
     assert.equal(typeof parseMessage(deep).ok, 'boolean');
-    const deepObject = Buffer.from(`{"t":"ping","ts":1,"x":${'['.repeat(5000)}${']'.repeat(5000)}}`);
-    assert.equal(reasonOf(deepObject), 'ok');
+    // Deeper than MAX_MESSAGE_DEPTH anywhere, unknown fields included: nothing of ours could
+    // write it back out (JSON.stringify recurses).
+    const nested = (depth: number) =>
+      Buffer.from(`{"t":"ping","ts":1,"x":${'['.repeat(depth)}${']'.repeat(depth)}}`);
+    assert.equal(reasonOf(nested(5000)), 'invalid');
+    assert.equal(reasonOf(nested(MAX_MESSAGE_DEPTH)), 'invalid', 'the object around it is a level');
+    assert.equal(reasonOf(nested(MAX_MESSAGE_DEPTH - 1)), 'ok');
   });
 
   test('not JSON, or JSON that is not an object with a string type, is "malformed"', () => {

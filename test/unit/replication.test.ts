@@ -13,7 +13,7 @@ import pino from 'pino';
 import { encodeHlc, HybridClock } from '../../src/clock.ts';
 import { ShoalError } from '../../src/errors.ts';
 import { EventBus, type ShoalEvent } from '../../src/events.ts';
-import type { LinkMessage, WriteRequest } from '../../src/link/messages.ts';
+import { type LinkMessage, parseMessage, type WriteRequest } from '../../src/link/messages.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { NodeService } from '../../src/replication/node-service.ts';
 import { Replicator, type ReplicatorOptions, type WriteOutcome } from '../../src/replication/replicator.ts';
@@ -87,6 +87,9 @@ const DEFAULT_OPTIONS: ReplicatorOptions = {
   forwardTimeoutMs: 300,
   maxPendingWrites: 10_000,
   batchOps: 3,
+  batchBytes: 2 * 1024 * 1024,
+  maxJsonDepth: 32,
+  maxNodeBytes: 256 * 1024,
   // Batching on: flushes of a busy peer are gathered, as with the default settings.
   batchMs: 1,
   // As by default: replicated ops are committed a little after they are applied.
@@ -1669,6 +1672,109 @@ describe('receiving ops', () => {
       assert.equal(receiver.replicator.versionVector()[owner], 6, 'op 6 was held and applied after 5');
       assert.equal(receiver.store.node(id)?.name, 'v6');
       await c.net.settle();
+    });
+  });
+});
+
+describe('bad input at the owner and on the links', () => {
+  /** A value nested `depth` arrays deep. */
+  const nested = (depth: number): unknown => {
+    let value: unknown = 1;
+    for (let i = 0; i < depth; i++) value = [value];
+    return value;
+  };
+
+  test('a value or meta nested deeper than maxJsonDepth, or a node over maxNodeBytes, is refused at its owner', async () => {
+    await withCluster(2, [[0, 1]], { seed: 40 }, { maxJsonDepth: 8, maxNodeBytes: 4096 }, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'j', meta: { kind: 'json' } }),
+      );
+      await c.net.settle();
+      const refused = async (write: Promise<unknown>, code: string, pattern: RegExp): Promise<void> => {
+        await assert.rejects(c.net.resolve(write), (err: ShoalError) => {
+          assert.equal(err.code, code);
+          assert.match(err.message, pattern);
+          return true;
+        });
+      };
+      // Through a peer too: the owner checks, whoever asks.
+      for (const via of [a, b]) {
+        await refused(
+          via.nodes.setValue(point.id, nested(9)),
+          'SHOAL_BAD_REQUEST',
+          /value: nested deeper than 8/,
+        );
+        await refused(
+          via.nodes.update(point.id, { meta: { kind: 'json', x: nested(9) } }),
+          'SHOAL_BAD_REQUEST',
+          /meta: nested deeper/,
+        );
+        await refused(
+          via.nodes.setValue(point.id, { blob: 'x'.repeat(5000) }),
+          'SHOAL_TOO_LARGE',
+          /maxNodeBytes/,
+        );
+      }
+      await c.net.resolve(b.nodes.setValue(point.id, nested(8)));
+      await c.net.settle();
+      assert.deepEqual(b.store.node(point.id)?.value, nested(8), 'as deep as allowed is fine');
+    });
+  });
+
+  test('ops nested deeper than a link message may be are dropped and counted; a replica that cannot apply ops stays up', async () => {
+    await withCluster(2, [[0, 1]], { seed: 41 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'j', meta: { kind: 'json' } }),
+      );
+      await c.net.settle();
+      const [first] = b.store.opsAfter(a.id, 0, 1);
+      // Written as text: JSON.stringify itself cannot go 5000 levels deep.
+      const deep = { ...first!, seq: first!.seq + 1, kind: 'value', node: { ...first!.node, value: '@' } };
+      const text = JSON.stringify({ t: 'ops', ops: [deep] });
+      const frame = Buffer.from(text.replace('"@"', `${'['.repeat(5000)}1${']'.repeat(5000)}`));
+      assert.deepEqual(parseMessage(frame), { ok: false, reason: 'invalid' });
+
+      // An op the store cannot take (here: the store throws) is not applied, and nothing else is.
+      const apply = b.store.applyOp.bind(b.store);
+      b.store.applyOp = (op) => {
+        if (op.node.value === 'poison') throw new Error('cannot store this');
+        return apply(op);
+      };
+      const before = b.replicator.versionVector()[a.id];
+      await c.net.resolve(a.nodes.setValue(point.id, 'poison'));
+      await c.net.settle();
+      assert.equal(b.replicator.versionVector()[a.id], before, 'b did not count the op it could not store');
+      assert.match(b.errors.join('\n'), /could not be applied/);
+      // Once it can, it gets it at the next swap of vectors.
+      b.store.applyOp = apply;
+      await c.net.resolve(a.nodes.setValue(point.id, 'fine'));
+      await c.net.runFor(DEFAULT_OPTIONS.antiEntropyIntervalMs);
+      await c.net.settle();
+      assert.equal(b.store.node(point.id)?.value, 'fine');
+      assertConverged(c.peers);
+    });
+  });
+
+  test("a write that breaks its group's transaction fails alone; the others of the group are written", async () => {
+    await withCluster(2, [[0, 1]], { seed: 42 }, {}, async (c) => {
+      const [a] = c.peers as [SimPeer, SimPeer];
+      const apply = a.store.applyOp.bind(a.store);
+      a.store.applyOp = (op) => {
+        if (op.node.name === 'bad') throw new Error('cannot store this');
+        return apply(op);
+      };
+      // Asked in the same tick: one group, one transaction.
+      const writes = ['one', 'bad', 'two'].map((name) => a.nodes.create({ type: 'Project', name }));
+      const results = await c.net.resolve(Promise.allSettled(writes));
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.equal(((results[1] as PromiseRejectedResult).reason as ShoalError).code, 'SHOAL_INTERNAL');
+      await c.net.settle();
+      assertConverged(c.peers);
     });
   });
 });

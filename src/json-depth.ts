@@ -1,0 +1,20 @@
+/**
+ * How deep a JSON value nests, checked without recursion. JSON.stringify recurses, so a value
+ * nested a few thousand levels deep throws RangeError wherever it is written: in the store, in
+ * an event, in a message. Values and meta are held to `maxJsonDepth` where they enter (see
+ * config.ts); link messages to a fixed bound above any value that entered that way.
+ */
+
+/** True when `value` nests arrays or objects more than `limit` levels deep (a scalar is 0). */
+export function deeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth + 1 > limit) return true;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
