@@ -1053,7 +1053,9 @@ export class Replicator implements MeshApplication {
     };
     for (const { owner: _o, deleted: _d, updatedAt: _u, ...n } of nodes) {
       const size = Buffer.byteLength(JSON.stringify(n)) + 1;
-      if (chunk.length > 0 && (chunk.length === SNAPSHOT_CHUNK || bytes + size > this.#options.batchBytes)) {
+      // (1 KiB is left for the message around the nodes.)
+      const full = chunk.length === SNAPSHOT_CHUNK || bytes + size > this.#options.batchBytes - 1024;
+      if (chunk.length > 0 && full) {
         send(false);
       }
       chunk.push(n);

@@ -207,6 +207,8 @@ interface SimLink {
 /** Counts of what the simulated network carried, by message type. */
 export interface SimStats {
   sent: Record<string, number>;
+  /** The largest message sent of each type, in bytes as encoded. */
+  largest: Record<string, number>;
   delivered: Record<string, number>;
   dropped: number;
   tampered: number;
@@ -214,7 +216,7 @@ export interface SimStats {
 
 export class SimMesh {
   readonly time = new VirtualTime();
-  readonly stats: SimStats = { sent: {}, delivered: {}, dropped: 0, tampered: 0 };
+  readonly stats: SimStats = { sent: {}, largest: {}, delivered: {}, dropped: 0, tampered: 0 };
   /** Called just before a message is handed to its receiver; may cut links (then it is lost). */
   beforeDeliver: ((from: string, to: string, message: LinkMessage) => void) | undefined;
   readonly #options: Required<SimMeshOptions>;
@@ -414,6 +416,7 @@ export class SimMesh {
       type,
       at: Math.max(last, this.time.now() + latency),
     };
+    this.stats.largest[type] = Math.max(this.stats.largest[type] ?? 0, Buffer.byteLength(carried.wire));
     if (type === 'ops') {
       const later = (): number => this.time.now() + 1 + Math.floor(this.#random() * 40);
       if (this.#random() < this.#options.duplicateOps) {

@@ -1757,6 +1757,36 @@ describe('bad input at the owner and on the links', () => {
     });
   });
 
+  test('ops and snapshot messages are held to batchBytes, however large the nodes, and still converge', async () => {
+    const batchBytes = 20_000;
+    await withCluster(2, [[0, 1]], { seed: 43 }, { batchBytes, batchOps: 1000 }, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      c.net.disconnect(a.id, b.id);
+      for (let i = 0; i < 12; i++) {
+        await c.net.resolve(
+          a.nodes.create({ type: 'Project', name: `big ${i}`, meta: { note: 'x'.repeat(6000) } }),
+        );
+      }
+      c.healAll();
+      await c.net.settle();
+      assertConverged(c.peers);
+      assert.ok(c.net.stats.largest.ops! <= batchBytes, `ops message of ${c.net.stats.largest.ops} bytes`);
+      // And as a snapshot, once the ops are compacted away.
+      c.net.disconnect(a.id, b.id);
+      for (let i = 0; i < 12; i++) {
+        await c.net.resolve(
+          a.nodes.create({ type: 'Project', name: `bigger ${i}`, meta: { note: 'y'.repeat(6000) } }),
+        );
+      }
+      a.store.compactLog(0);
+      c.healAll();
+      await c.net.settle();
+      assertConverged(c.peers);
+      assert.ok((c.net.stats.sent.snap ?? 0) > 1, 'the snapshot came in several messages');
+      assert.ok(c.net.stats.largest.snap! <= batchBytes, `snap message of ${c.net.stats.largest.snap} bytes`);
+    });
+  });
+
   test("a write that breaks its group's transaction fails alone; the others of the group are written", async () => {
     await withCluster(2, [[0, 1]], { seed: 42 }, {}, async (c) => {
       const [a] = c.peers as [SimPeer, SimPeer];
