@@ -37,7 +37,7 @@ import {
   truthy,
 } from './rules.ts';
 import { deliver } from './webhook.ts';
-import { inputsOf, isAutomation, sourcesOf } from './wiring.ts';
+import { inputsOf, isAutomation, jobsOnLoops, sourcesOf, targetsOf } from './wiring.ts';
 
 /** What a job last did, as the API shows it in the node's `state`. */
 export interface RunState {
@@ -102,6 +102,8 @@ export class AutomationEngine {
   readonly #placement: Placement;
   readonly #jobs = new Map<string, Job>();
   readonly #bySource = new Map<string, Set<string>>();
+  /** The jobs on a wiring loop (`#onLoop`), worked out again after the wiring changes. */
+  #loops: Set<string> | undefined;
   readonly #states = new Map<string, RunState>();
   readonly #seen = new Set<string>();
   readonly #dirty = new Set<string>();
@@ -212,6 +214,7 @@ export class AutomationEngine {
 
   #index(node: ShoalNode): void {
     this.#unindex(node.id);
+    this.#loops = undefined;
     const parentType = node.parent
       ? (this.#deps.store.node(node.parent)?.type as NodeType | undefined)
       : undefined;
@@ -240,6 +243,7 @@ export class AutomationEngine {
     this.#halt(job);
     for (const source of job.sources) this.#bySource.get(source)?.delete(id);
     this.#jobs.delete(id);
+    this.#loops = undefined;
   }
 
   /** Starts what a job needs while it runs here: timers of cron and silence triggers. */
@@ -370,6 +374,7 @@ export class AutomationEngine {
 
   /** Runs an executor soon; one more run if it is running now. */
   #schedule(job: Job, wake: Wake): void {
+    if (this.#onLoop(job)) return;
     job.wake = wake;
     if (job.busy) {
       job.again = true;
@@ -377,6 +382,26 @@ export class AutomationEngine {
     }
     job.busy = true;
     setImmediate(() => void this.#run(job));
+  }
+
+  /**
+   * True when the job is on a wiring loop: its writes would wake it again, for ever. The API
+   * refuses a loop, but two servers can each take half of one at the same moment; then no
+   * executor on it runs, and each says why, until one of them is rewired or deleted.
+   */
+  #onLoop(job: Job): boolean {
+    this.#loops ??= jobsOnLoops(
+      [...this.#jobs.values()].map((j) => ({
+        id: j.node.id,
+        sources: j.sources,
+        targets: targetsOf(j.node),
+      })),
+    );
+    if (!this.#loops.has(job.node.id)) return false;
+    const error =
+      'wiring loop: its writes wake it again (two servers each took half of it at once); it does not run until a node of the loop is rewired or deleted';
+    if (this.#states.get(job.node.id)?.error !== error) this.#record(job, { ok: false, error }, false);
+    return true;
   }
 
   async #run(job: Job): Promise<void> {

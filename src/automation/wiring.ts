@@ -100,3 +100,80 @@ export function findLoop(nodes: readonly Wired[], candidate: Wired): string[] | 
   };
   return walk(candidate.id) ? [...path, candidate.id] : undefined;
 }
+
+/** A node of the wiring as a running engine holds it: what wakes it, and what it writes. */
+export interface WiredJob {
+  id: string;
+  sources: readonly string[];
+  targets: readonly string[];
+}
+
+/**
+ * The ids of the jobs on some wiring loop, all at once: the strongly connected components of
+ * more than one node, or of one that wakes itself (Tarjan's algorithm, with a stack of its own
+ * rather than recursion, so a long chain cannot overflow the call stack). The API refuses a
+ * loop (`findLoop`), but two servers can each take half of one at the same moment.
+ */
+export function jobsOnLoops(jobs: readonly WiredJob[]): Set<string> {
+  const next = new Map<string, string[]>();
+  const edge = (from: string, to: string): void => {
+    let list = next.get(from);
+    if (!list) {
+      list = [];
+      next.set(from, list);
+    }
+    list.push(to);
+  };
+  for (const job of jobs) {
+    for (const source of job.sources) edge(source, job.id);
+    for (const target of job.targets) edge(job.id, target);
+  }
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const onStack = new Set<string>();
+  const stack: string[] = [];
+  const looping = new Set<string>();
+  let counter = 0;
+  for (const start of next.keys()) {
+    if (index.has(start)) continue;
+    // Frames of the depth-first walk: a node and how many of its edges it has followed.
+    const frames: [string, number][] = [[start, 0]];
+    index.set(start, counter);
+    low.set(start, counter++);
+    stack.push(start);
+    onStack.add(start);
+    while (frames.length > 0) {
+      const frame = frames[frames.length - 1]!;
+      const [node, followed] = frame;
+      const edges = next.get(node) ?? [];
+      if (followed < edges.length) {
+        frame[1]++;
+        const to = edges[followed]!;
+        if (!index.has(to)) {
+          index.set(to, counter);
+          low.set(to, counter++);
+          stack.push(to);
+          onStack.add(to);
+          frames.push([to, 0]);
+        } else if (onStack.has(to)) {
+          low.set(node, Math.min(low.get(node)!, index.get(to)!));
+        }
+        continue;
+      }
+      frames.pop();
+      const parent = frames[frames.length - 1]?.[0];
+      if (parent !== undefined) low.set(parent, Math.min(low.get(parent)!, low.get(node)!));
+      if (low.get(node) !== index.get(node)) continue;
+      // `node` roots a component: everything above it on the stack.
+      const component: string[] = [];
+      let member: string;
+      do {
+        member = stack.pop()!;
+        onStack.delete(member);
+        component.push(member);
+      } while (member !== node);
+      if (component.length > 1 || edges.includes(node)) for (const id of component) looping.add(id);
+    }
+  }
+  return looping;
+}

@@ -120,6 +120,13 @@ class World {
     this.#apply(node.owner, 'value', { id, type, parent, name, meta, value }, this.clock.now() - ageMs);
   }
 
+  /** New meta for a node, written by its owner. */
+  update(id: string, meta: Record<string, unknown>): void {
+    const node = this.store.node(id)!;
+    const { type, parent, name } = node;
+    this.#apply(node.owner, 'update', { id, type, parent, name, meta });
+  }
+
   remove(id: string): void {
     const node = this.store.node(id)!;
     const { type, parent, name, meta } = node;
@@ -495,6 +502,34 @@ describe('executors', () => {
     await until(() => w.valueOf(OUT) === 7, 'the write to go through');
     assert.equal(s.state(CALC)?.ok, true);
     assert.equal(s.state(CALC)?.error, undefined);
+  });
+
+  test('executors on a wiring loop (two servers each took half of it) do not run, and say why; rewired, they run', async () => {
+    const w = setup();
+    const E = nid(0xd31);
+    const F = nid(0xd32);
+    const E2F = nid(0xe31);
+    const F2E = nid(0xe32);
+    w.dataPoint(E, 0);
+    w.dataPoint(F, 0);
+    const s = w.engine();
+    s.engine.start();
+    // Each half passed the loop check of the server that took it; together they loop.
+    w.create(E2F, 'Calculation', PROJECT, { formula: 'e + 1', inputs: { e: E }, target: F });
+    w.create(F2E, 'Calculation', PROJECT, { formula: 'f + 1', inputs: { f: F }, target: E });
+    w.setValue(E, 1);
+    await until(() => s.state(E2F)?.error !== undefined, 'the state of the first half');
+    await drain();
+    assert.deepEqual(s.writes, [], 'nothing written: the loop would never stop');
+    for (const id of [E2F, F2E]) w.setValue(id === E2F ? E : F, 2);
+    await drain();
+    assert.deepEqual(s.writes, []);
+    assert.match(String(s.state(E2F)?.error), /^wiring loop/);
+    // One half rewired: the other runs again.
+    w.dataPoint(A, 0);
+    w.update(F2E, { formula: 'f + 1', inputs: { f: F }, target: A });
+    w.setValue(E, 5);
+    await until(() => w.valueOf(F) === 6, 'the first half to run');
   });
 
   test('a deleted executor no longer runs', async () => {

@@ -14,6 +14,7 @@ import {
   findLoop,
   inputsOf,
   isAutomation,
+  jobsOnLoops,
   sourcesOf,
   targetsOf,
   type Wired,
@@ -411,5 +412,55 @@ describe('automationProblem', () => {
       problemOf(wired(X, 'Calculation', P, { formula: 'a + 1', inputs: { a: TEMP }, target: TEMP })),
       'wiring loop: this node -> Temp -> this node (its writes would wake it again)',
     );
+  });
+});
+
+describe('jobsOnLoops', () => {
+  /** Whether `from` reaches `to` over one edge or more, by breadth-first search. */
+  function reaches(next: Map<string, string[]>, from: string, to: string): boolean {
+    const queue = [...(next.get(from) ?? [])];
+    const seen = new Set<string>();
+    while (queue.length > 0) {
+      const id = queue.shift()!;
+      if (id === to) return true;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      queue.push(...(next.get(id) ?? []));
+    }
+    return false;
+  }
+
+  test('property: an id is on a loop exactly when it reaches itself', () => {
+    const id = fc.integer({ min: 0, max: 9 }).map((n) => `n${n}`);
+    const job = fc.record({
+      id,
+      sources: fc.array(id, { maxLength: 3 }),
+      targets: fc.array(id, { maxLength: 2 }),
+    });
+    fc.assert(
+      fc.property(fc.array(job, { maxLength: 8 }), (jobs) => {
+        const next = new Map<string, string[]>();
+        const edge = (a: string, b: string) => next.set(a, [...(next.get(a) ?? []), b]);
+        for (const j of jobs) {
+          for (const s of j.sources) edge(s, j.id);
+          for (const t of j.targets) edge(j.id, t);
+        }
+        const ids = new Set([...next.keys(), ...[...next.values()].flat()]);
+        const expected = [...ids].filter((x) => reaches(next, x, x)).sort();
+        assert.deepEqual([...jobsOnLoops(jobs)].sort(), expected);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test('a long chain is walked without recursion', () => {
+    const jobs = Array.from({ length: 50_000 }, (_, i) => ({
+      id: `j${i}`,
+      sources: [`j${i - 1}`],
+      targets: [],
+    }));
+    assert.equal(jobsOnLoops(jobs).size, 0);
+    jobs[0] = { id: 'j0', sources: ['j49999'], targets: [] };
+    assert.equal(jobsOnLoops(jobs).size, 50_000);
   });
 });
