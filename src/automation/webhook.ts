@@ -36,7 +36,9 @@ export async function deliver(
           : { body: request.body }),
         signal: AbortSignal.timeout(request.timeoutMs),
       });
-      await response.arrayBuffer().catch(() => undefined);
+      // Only the status counts: the body is dropped unread (reading it whole let an endless or
+      // huge answer fill the memory).
+      await response.body?.cancel().catch(() => undefined);
       if (response.ok) return { ok: true, status: response.status, attempts: attempt };
       last = { ok: false, status: response.status, attempts: attempt, error: `answered ${response.status}` };
       if (response.status < 500 && response.status !== 429) return last;

@@ -17,8 +17,13 @@ interface Received {
   body: string;
 }
 
-/** What the server answers, request by request; the last answer repeats. 'hang' never answers. */
-let script: (number | 'hang')[] = [200];
+/**
+ * What the server answers, request by request; the last answer repeats. 'hang' never answers;
+ * 'endless' answers 200 with a body that never ends.
+ */
+let script: (number | 'hang' | 'endless')[] = [200];
+/** Set when an endless answer was cut off by the client, with the bytes it had sent by then. */
+let endlessClosed: Promise<number> | undefined;
 let received: Received[] = [];
 let server: Server;
 let base: string;
@@ -35,6 +40,19 @@ function answer(req: IncomingMessage, res: ServerResponse): void {
     });
     const status = script[Math.min(received.length - 1, script.length - 1)]!;
     if (status === 'hang') return;
+    if (status === 'endless') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(64 * 1024);
+      let sent = 0;
+      const pump = (): void => {
+        do sent += chunk.length;
+        while (res.write(chunk));
+      };
+      res.on('drain', pump);
+      endlessClosed = new Promise((resolve) => res.on('close', () => resolve(sent)));
+      pump();
+      return;
+    }
     res.writeHead(status, { 'content-type': 'text/plain' });
     res.end(`status ${status}`);
   });
@@ -87,6 +105,15 @@ describe('deliver', () => {
     assert.deepEqual(result, { ok: true, status: 200, attempts: 1 });
     assert.deepEqual(delays, []);
     assert.equal(received.length, 1);
+  });
+
+  test('the body of the answer is not read: an endless one is cut off, not buffered', async () => {
+    script = ['endless'];
+    const result = await deliver(request({ timeoutMs: 5000 }), recordingSleep().sleep);
+    assert.deepEqual(result, { ok: true, status: 200, attempts: 1 });
+    // Socket buffers' worth, not the gigabytes that reading it until the timeout took.
+    const sent = await endlessClosed!;
+    assert.ok(sent < 64 * 1024 * 1024, `${sent} bytes sent before the client hung up`);
   });
 
   test('a 2xx other than 200 is success too', async () => {
