@@ -63,6 +63,7 @@ export const ConfigSchema = Type.Object(
     maxBodyBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024 }),
     maxNodeBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
     maxJsonDepth: Type.Integer({ minimum: 1, maximum: 200 }),
+    maxSeriesBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024 }),
     storeSync: Type.Union([Type.Literal('full'), Type.Literal('normal')]),
     forwardTimeoutMs: Ms(10),
     maxPendingWrites: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
@@ -200,6 +201,9 @@ export const DEFAULTS: Config = {
   /** How deep a node's meta or value, or a trigger's payload, may nest arrays and objects (400
    * deeper): JSON.stringify recurses, and a value thousands of levels deep cannot be written. */
   maxJsonDepth: 32,
+  /** Values (as JSON) in one page of a data point's series, in bytes at most; a page that stops
+   * there says `more`, and the next starts after its last point. */
+  maxSeriesBytes: 8 * 1024 * 1024,
 
   /** When a local write is durable: "full" fsyncs every commit before the API answers and
    * before the write goes to any peer, so an acknowledged write survives a power cut; "normal"

@@ -201,6 +201,7 @@ export class Peer {
       store,
       replicator,
       knows: (id) => mesh.table.get(id) !== undefined,
+      maxSeriesBytes: config.maxSeriesBytes,
     });
     this.#nodes = nodes;
     const engine = new AutomationEngine(

@@ -33,7 +33,7 @@ async function readSeries(id, from) {
       `/api/v1/nodes/${encodeURIComponent(id)}/series?from=${new Date(since).toISOString()}&limit=${PAGE}`,
     );
     for (const p of page.points) points.push({ t: Date.parse(p.t), value: p.value });
-    if (page.points.length < PAGE) break;
+    if (!page.more) break;
     // The next page starts after the last point's millisecond.
     since = points[points.length - 1].t + 1;
   }

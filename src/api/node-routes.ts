@@ -48,6 +48,8 @@ const SeriesQuery = Type.Object(
 const Series = Type.Object({
   id: Type.String(),
   points: Type.Array(Type.Object({ t: Type.String(), value: Type.Unknown() })),
+  /** Points of the range were left out (limit or maxSeriesBytes): ask again from after the last. */
+  more: Type.Boolean(),
 });
 
 export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app, { nodes }) => {
@@ -107,7 +109,7 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
     { schema: { params: IdParams, querystring: SeriesQuery, response: { 200: Series } } },
     async (request) => {
       const { from, to, limit } = request.query;
-      const points = nodes.series(
+      const { points, more } = nodes.series(
         request.params.id,
         from === undefined ? 0 : time(from, 'from'),
         to === undefined ? Number.MAX_SAFE_INTEGER : time(to, 'to'),
@@ -116,14 +118,18 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
       return {
         id: request.params.id,
         points: points.map((p) => ({ t: new Date(p.t).toISOString(), value: p.value })),
+        more,
       };
     },
   );
 };
 
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/;
+
 /** A time given as milliseconds since the epoch or as an ISO 8601 date. */
 function time(value: string, field: string): number {
-  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  // (Date.parse alone takes almost anything: "-1" is a date in 2001.)
+  const ms = /^\d+$/.test(value) ? Number(value) : ISO_TIME.test(value) ? Date.parse(value) : Number.NaN;
   if (!Number.isFinite(ms))
     throw new ShoalError('SHOAL_BAD_REQUEST', `${field}: "${value}" is not a time (ISO 8601 or ms)`);
   return ms;

@@ -170,7 +170,8 @@ export function program(): Command {
         ['--from', opts.from],
         ['--to', opts.to],
       ] as const) {
-        if (value !== undefined && !/^\d+$/.test(value) && Number.isNaN(Date.parse(value))) {
+        const iso = /^\d{4}-\d{2}-\d{2}/.test(value ?? '') && !Number.isNaN(Date.parse(value ?? ''));
+        if (value !== undefined && !/^\d+$/.test(value) && !iso) {
           throw new ShoalError(
             'SHOAL_BAD_USAGE',
             `${flag}: "${value}" is neither an ISO 8601 time nor ms since the epoch`,

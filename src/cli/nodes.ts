@@ -119,7 +119,7 @@ export async function series(
 ): Promise<void> {
   const query = new URLSearchParams();
   for (const key of ['from', 'to', 'limit'] as const) if (options[key]) query.set(key, options[key]);
-  const result = await new ApiClient(options).get<{ points: { t: string; value: unknown }[] }>(
+  const result = await new ApiClient(options).get<{ points: { t: string; value: unknown }[]; more: boolean }>(
     `/api/v1/nodes/${encodeURIComponent(id)}/series${query.size > 0 ? `?${query}` : ''}`,
   );
   if (options.json) return print(JSON.stringify(result, null, 2));
@@ -130,6 +130,7 @@ export async function series(
       result.points.map((p) => [p.t, formatValue(p.value)]),
     ),
   );
+  if (result.more) print(`(more values: --from ${result.points[result.points.length - 1]!.t} and on)`);
 }
 
 /**

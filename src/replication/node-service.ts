@@ -5,6 +5,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import { DEFAULTS } from '../config.ts';
 import { ShoalError } from '../errors.ts';
 import { isNodeType, metaProblem, type NodeType } from '../store/node-types.ts';
 import type { NodeFilter, SeriesPoint, ShoalNode, Store } from '../store/store.ts';
@@ -33,6 +34,7 @@ export class NodeService {
   readonly #store: Store;
   readonly #replicator: Replicator;
   readonly #knows: (id: string) => boolean;
+  readonly #maxSeriesBytes: number;
   hooks: NodeHooks = {};
 
   constructor(deps: {
@@ -40,11 +42,14 @@ export class NodeService {
     store: Store;
     replicator: Replicator;
     knows: (id: string) => boolean;
+    /** Values per series page, in bytes (Config.maxSeriesBytes). */
+    maxSeriesBytes?: number;
   }) {
     this.#selfId = deps.selfId;
     this.#store = deps.store;
     this.#replicator = deps.replicator;
     this.#knows = deps.knows;
+    this.#maxSeriesBytes = deps.maxSeriesBytes ?? DEFAULTS.maxSeriesBytes;
   }
 
   list(filter: NodeFilter = {}): ShoalNode[] {
@@ -135,7 +140,7 @@ export class NodeService {
     await this.#replicator.write(owner, { kind: 'delete', id });
   }
 
-  series(id: string, from: number, to: number, limit: number): SeriesPoint[] {
+  series(id: string, from: number, to: number, limit: number): { points: SeriesPoint[]; more: boolean } {
     const node = this.get(id);
     if (node.type !== 'DataPoint') {
       throw new ShoalError(
@@ -143,7 +148,7 @@ export class NodeService {
         `node ${id} is a ${node.type}; only a DataPoint has a series`,
       );
     }
-    return this.#store.series(id, from, to, limit);
+    return this.#store.seriesPage(id, from, to, limit, this.#maxSeriesBytes);
   }
 
   #ownerOf(id: string): string {

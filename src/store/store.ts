@@ -572,6 +572,27 @@ export class Store {
     return this.#sql.series.all(id, from, to, limit).map((r) => ({ t: r.t, value: JSON.parse(r.value) }));
   }
 
+  /**
+   * A page of a series: at most `limit` points, and no more than `maxBytes` of values as JSON
+   * (but one point at least); `more` when points in the range were left out.
+   */
+  seriesPage(
+    id: string,
+    from: number,
+    to: number,
+    limit: number,
+    maxBytes: number,
+  ): { points: SeriesPoint[]; more: boolean } {
+    const points: SeriesPoint[] = [];
+    let bytes = 0;
+    for (const row of this.#sql.series.iterate(id, from, to, limit + 1)) {
+      bytes += Buffer.byteLength(row.value);
+      if (points.length === limit || (points.length > 0 && bytes > maxBytes)) return { points, more: true };
+      points.push({ t: row.t, value: JSON.parse(row.value) });
+    }
+    return { points, more: false };
+  }
+
   /** Drops ops of each owner beyond the newest `keep`, raising its log floor. */
   compactLog(keep: number): number {
     let removed = 0;

@@ -454,8 +454,21 @@ describe('replication along a chain of static peers (no beacons, no gossip diall
       });
       void other;
     }
-    const history = await api<{ points: { value: number }[] }>(a, 'GET', `/api/v1/nodes/${onC.id}/series`);
+    const history = await api<{ points: { value: number }[]; more: boolean }>(
+      a,
+      'GET',
+      `/api/v1/nodes/${onC.id}/series`,
+    );
     assert.equal(history.body.points.length, 20, 'every reading made while apart arrives, not just the last');
+    assert.equal(history.body.more, false);
+    const page = await api<{ points: { value: number }[]; more: boolean }>(
+      a,
+      'GET',
+      `/api/v1/nodes/${onC.id}/series?limit=5`,
+    );
+    assert.deepEqual([page.body.points.length, page.body.more], [5, true]);
+    const before = await api(a, 'GET', `/api/v1/nodes/${onC.id}/series?from=-1`);
+    assert.equal(before.status, 400, 'a time before 1970 is no time');
   });
 });
 

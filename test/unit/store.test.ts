@@ -613,6 +613,19 @@ describe('Store: series', () => {
     assert.deepEqual(store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 1), [{ t: T0 + 1, value: 1 }]);
     assert.deepEqual(store.series(nid(2), 0, Number.MAX_SAFE_INTEGER, 100), []);
     assert.equal(store.counts().points, 4);
+    // Pages: `more` when the limit or the bytes left points out; one point at least.
+    const all = Number.MAX_SAFE_INTEGER;
+    assert.deepEqual(store.seriesPage(nid(1), 0, all, 4, 1000).more, false);
+    assert.deepEqual(store.seriesPage(nid(1), 0, all, 3, 1000), {
+      points: store.series(nid(1), 0, all, 3),
+      more: true,
+    });
+    // "1", "2" and '{"a":[1]}' are 11 bytes: a page of 10 stops after two.
+    assert.deepEqual(store.seriesPage(nid(1), 0, all, 100, 10), {
+      points: store.series(nid(1), 0, all, 2),
+      more: true,
+    });
+    assert.deepEqual(store.seriesPage(nid(1), 0, all, 100, 0).points.length, 1);
     store.close();
   });
 
