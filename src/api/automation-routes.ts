@@ -9,6 +9,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import Type from 'typebox';
 import { ShoalError } from '../errors.ts';
+import { deeperThan } from '../json-depth.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import { TRIGGER_TYPES } from '../store/node-types.ts';
 import { IdParams } from './schemas.ts';
@@ -16,11 +17,26 @@ import { IdParams } from './schemas.ts';
 export interface AutomationRouteOptions {
   nodes: NodeService;
   fire: (id: string, payload: unknown) => void;
+  /** How deep a payload may nest (Config.maxJsonDepth): executors render and store it. */
+  maxJsonDepth: number;
 }
 
 const Fired = Type.Object({ fired: Type.Array(Type.String()) });
 
-export const automationRoutes: FastifyPluginAsync<AutomationRouteOptions> = async (app, { nodes, fire }) => {
+export const automationRoutes: FastifyPluginAsync<AutomationRouteOptions> = async (
+  app,
+  { nodes, fire, maxJsonDepth },
+) => {
+  const payloadOf = (body: unknown): unknown => {
+    if (deeperThan(body, maxJsonDepth)) {
+      throw new ShoalError(
+        'SHOAL_BAD_REQUEST',
+        `body: nested deeper than ${maxJsonDepth} levels (maxJsonDepth)`,
+      );
+    }
+    return body ?? null;
+  };
+
   app.post<{ Params: { id: string }; Body: unknown }>(
     '/nodes/:id/fire',
     { schema: { params: IdParams, response: { 200: Fired } } },
@@ -29,7 +45,7 @@ export const automationRoutes: FastifyPluginAsync<AutomationRouteOptions> = asyn
       if (!TRIGGER_TYPES.includes(node.type)) {
         throw new ShoalError('SHOAL_BAD_REQUEST', `node ${node.id} is a ${node.type}; only triggers fire`);
       }
-      fire(node.id, request.body ?? null);
+      fire(node.id, payloadOf(request.body));
       return { fired: [node.id] };
     },
   );
@@ -48,7 +64,8 @@ export const automationRoutes: FastifyPluginAsync<AutomationRouteOptions> = asyn
         .filter((n) => n.meta.path === request.params.path);
       if (hooks.length === 0)
         throw new ShoalError('SHOAL_NOT_FOUND', `no IncomingWebHook with path "${request.params.path}"`);
-      for (const hook of hooks) fire(hook.id, request.body ?? null);
+      const payload = payloadOf(request.body);
+      for (const hook of hooks) fire(hook.id, payload);
       return { fired: hooks.map((h) => h.id) };
     },
   );

@@ -66,6 +66,7 @@ export interface ApiOptions {
   maxBodyBytes: number;
   maxEventClients: number;
   eventClientBufferBytes: number;
+  maxJsonDepth: number;
 }
 
 export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<FastifyInstance> {
@@ -203,7 +204,11 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     });
     await api.register(nodeRoutes, { nodes: deps.nodes });
     await api.register(keyRoutes, { keys: deps.keys });
-    await api.register(automationRoutes, { nodes: deps.nodes, fire: deps.fire });
+    await api.register(automationRoutes, {
+      nodes: deps.nodes,
+      fire: deps.fire,
+      maxJsonDepth: options.maxJsonDepth,
+    });
     await api.register(streamRoute, {
       nodes: deps.nodes,
       events: deps.events,

@@ -297,6 +297,18 @@ describe('cross-server automation: the three-room example', () => {
     assert.deepEqual(called.body.fired, [hook.id]);
     await waitFor('the lamp off', async () => (await value(a, lamp.id)) === false);
     assert.equal((await api(b, 'POST', '/api/v1/hooks/nobody-home')).status, 404);
+    // A payload too deep to write anywhere is refused, and the trigger keeps its last state.
+    let deep: unknown = 'bell';
+    for (let i = 0; i < 40; i++) deep = [deep];
+    const refused = await api<{ error: { code: string; message: string } }>(
+      b,
+      'POST',
+      `/api/v1/nodes/${button.id}/fire`,
+      deep,
+    );
+    assert.equal(refused.status, 400);
+    assert.match(refused.body.error.message, /nested deeper than 32/);
+    assert.equal((await api(b, 'GET', `/api/v1/nodes/${button.id}`)).status, 200);
   });
 });
 
