@@ -59,6 +59,7 @@ export const ConfigSchema = Type.Object(
     maxPendingHandshakes: Type.Integer({ minimum: 1, maximum: 10000 }),
     linkSendBufferBytes: Type.Integer({ minimum: 65536, maximum: 1024 * 1024 * 1024 }),
     maxEventClients: Type.Integer({ minimum: 1, maximum: 100000 }),
+    streamAuthTimeoutMs: Ms(100),
     eventClientBufferBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024 }),
     maxBodyBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024 }),
     maxNodeBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
@@ -189,6 +190,10 @@ export const DEFAULTS: Config = {
   linkSendBufferBytes: 8 * 1024 * 1024,
   /** Clients of the event streams (SSE and WebSocket) at once; more get 503. */
   maxEventClients: 256,
+  /** How long a client of /api/v1/stream without an Authorization header may take to send its
+   * auth message before it is closed (4401). Until then it holds a slot of its own (at most
+   * maxEventClients such), not one of the authenticated clients'. */
+  streamAuthTimeoutMs: 5000,
   /** Bytes queued for one event-stream client beyond which the client is too slow and is
    * disconnected (it reconnects and catches up) rather than buffering without bound. */
   eventClientBufferBytes: 4 * 1024 * 1024,

@@ -67,6 +67,7 @@ export interface ApiOptions {
   maxEventClients: number;
   eventClientBufferBytes: number;
   maxJsonDepth: number;
+  streamAuthTimeoutMs: number;
 }
 
 export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<FastifyInstance> {
@@ -122,9 +123,21 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
   app.addHook('onRoute', (route) => {
     if (route.url === '/api/v1/stream' && route.schema) route.schema.hide = false;
   });
-  app.get('/mesh/v1', { websocket: true, schema: { hide: true } }, (socket, request) => {
-    deps.acceptLink(socket, stripMappedV4(request.socket.remoteAddress ?? ''));
-  });
+  app.get(
+    '/mesh/v1',
+    {
+      websocket: true,
+      schema: { hide: true },
+      onRequest: async (request) => {
+        if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
+          throw new ShoalError('SHOAL_BAD_REQUEST', 'GET /mesh/v1 is the WebSocket between peers');
+        }
+      },
+    },
+    (socket, request) => {
+      deps.acceptLink(socket, stripMappedV4(request.socket.remoteAddress ?? ''));
+    },
+  );
 
   app.get(
     '/metrics',
@@ -140,8 +153,19 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       // Health and the API's description are public; the stream authenticates itself (browsers
       // cannot send the header).
       const url = request.routeOptions.url;
-      if (url === '/api/v1/health' || url === '/api/v1/openapi.json' || url === '/api/v1/stream') return;
+      if (url === '/api/v1/health' || url === '/api/v1/openapi.json') return;
       const key = bearerKey(request.headers.authorization);
+      if (url === '/api/v1/stream') {
+        // Answered in HTTP, before any upgrade: a plain GET, or a key in the header that is wrong.
+        // Without a header, the first message authenticates.
+        if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
+          throw new ShoalError(
+            'SHOAL_BAD_REQUEST',
+            'GET /api/v1/stream is a WebSocket: open it with "Upgrade: websocket" (see the README)',
+          );
+        }
+        if (key === undefined || deps.keys.scopeOf(key)) return;
+      }
       const scope = key === undefined ? undefined : deps.keys.scopeOf(key);
       if (!scope)
         throw new ShoalError('SHOAL_UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer KEY"');
@@ -196,6 +220,8 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     );
     api.get('/mesh', { schema: { response: { 200: MeshGraph } } }, async () => deps.graph());
     const slots = new ClientSlots(options.maxEventClients);
+    // Streams still to authenticate have slots of their own: they cannot crowd out real clients.
+    const unauthenticated = new ClientSlots(options.maxEventClients);
     await api.register(eventRoutes, {
       events: deps.events,
       metrics: deps.metrics,
@@ -220,6 +246,8 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       },
       clientBufferBytes: options.eventClientBufferBytes,
       slots,
+      unauthenticated,
+      authTimeoutMs: options.streamAuthTimeoutMs,
     });
   };
   await app.register(apiV1, { prefix: '/api/v1' });

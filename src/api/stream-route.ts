@@ -27,7 +27,7 @@ import type { Metrics } from '../metrics.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import { type ApiKeys, bearerKey, type Scope } from './auth.ts';
 import { corkPerTurn } from './cork.ts';
-import type { ClientSlots } from './events-route.ts';
+import { ClientSlots } from './events-route.ts';
 
 export interface StreamOptions {
   nodes: NodeService;
@@ -36,7 +36,11 @@ export interface StreamOptions {
   keys: ApiKeys;
   hello: () => { id: string; name: string; version: string };
   clientBufferBytes: number;
+  /** Slots of authenticated clients (shared with SSE), and of streams still to authenticate. */
   slots: ClientSlots;
+  unauthenticated: ClientSlots;
+  /** How long a stream may take to send its auth message (Config.streamAuthTimeoutMs). */
+  authTimeoutMs: number;
 }
 
 const Rid = Type.Union([Type.String({ maxLength: 128 }), Type.Number()]);
@@ -69,6 +73,8 @@ const ClientMessage = Type.Union([
 ]);
 type ClientMessage = Type.Static<typeof ClientMessage>;
 const checkMessage = Compile(ClientMessage);
+/** The slot of a stream that was refused one: nothing to give back. */
+const NO_SLOT = new ClientSlots(0);
 
 export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, options) => {
   app.get(
@@ -81,10 +87,11 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       },
     },
     (socket: WebSocket, request) => {
-      if (!options.slots.take()) {
+      if (!options.unauthenticated.take()) {
         socket.close(1013, 'too many clients');
         return;
       }
+      let slot: ClientSlots = options.unauthenticated;
       let authed = false;
       let scope: Scope | undefined;
       let unsubscribe: (() => void) | undefined;
@@ -98,24 +105,26 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
         socket.send(JSON.stringify(message));
       };
       const begin = (granted: Scope): void => {
+        slot.release();
+        if (!options.slots.take()) {
+          slot = NO_SLOT;
+          socket.close(1013, 'too many clients');
+          return;
+        }
+        slot = options.slots;
         authed = true;
         scope = granted;
         options.metrics.eventClients.inc();
         send({ t: 'hello', ...options.hello() });
         unsubscribe = options.events.subscribe((event) => send({ t: 'event', event }));
       };
+      // A wrong key in the header was answered 401 before the upgrade (server.ts).
       const headerKey = bearerKey(request.headers.authorization);
-      if (headerKey !== undefined) {
-        const granted = options.keys.scopeOf(headerKey);
-        if (!granted) {
-          socket.close(4401, 'unauthorized');
-          return;
-        }
-        begin(granted);
-      }
+      const headerScope = headerKey === undefined ? undefined : options.keys.scopeOf(headerKey);
+      if (headerScope) begin(headerScope);
       const authTimer = setTimeout(() => {
         if (!authed) socket.close(4401, 'no auth message');
-      }, 10_000);
+      }, options.authTimeoutMs);
 
       socket.on('message', (data: Buffer, isBinary: boolean) => {
         let parsed: unknown;
@@ -166,7 +175,7 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
         clearTimeout(authTimer);
         unsubscribe?.();
         if (authed) options.metrics.eventClients.dec();
-        options.slots.release();
+        slot.release();
       });
     },
   );

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { WebSocket } from 'ws';
 import { api, type PeerProcess, TestCluster, waitFor } from '../support/cluster.ts';
 import { sample } from '../support/prometheus.ts';
 
@@ -109,6 +110,49 @@ describe('the HTTP API', () => {
     } finally {
       controller.abort();
       await other.kill();
+    }
+  });
+
+  test('the stream: a plain GET and a wrong key are answered in HTTP; sockets still to authenticate hold slots of their own', async () => {
+    const small = await cluster.start({
+      name: 'small',
+      config: { maxEventClients: 2, streamAuthTimeoutMs: 60_000 },
+    });
+    try {
+      const plain = await api<{ error: { code: string } }>(small, 'GET', '/api/v1/stream');
+      assert.equal(plain.status, 400);
+      assert.equal(plain.body.error.code, 'SHOAL_BAD_REQUEST');
+      const wsUrl = `${small.url.replace('http', 'ws')}/api/v1/stream`;
+      const refused = new WebSocket(wsUrl, { headers: { authorization: 'Bearer wrong-key' } });
+      refused.on('error', () => {}); // Closed before it opened: expected.
+      const status = await new Promise<number>((resolve) => {
+        refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        refused.on('open', () => resolve(101));
+      });
+      assert.equal(status, 401);
+      refused.terminate();
+      // As many sockets as there are client slots, none of them authenticating…
+      const idle = await Promise.all(
+        [1, 2].map(
+          () =>
+            new Promise<WebSocket>((resolve, reject) => {
+              const ws = new WebSocket(wsUrl);
+              ws.once('open', () => resolve(ws));
+              ws.once('error', reject);
+            }),
+        ),
+      );
+      // …leave the slots of the clients that do.
+      const controller = new AbortController();
+      const sse = await fetch(`${small.url}/api/v1/events`, {
+        headers: { authorization: `Bearer ${small.apiKey}` },
+        signal: controller.signal,
+      });
+      assert.equal(sse.status, 200);
+      controller.abort();
+      for (const ws of idle) ws.terminate();
+    } finally {
+      await small.kill();
     }
   });
 
