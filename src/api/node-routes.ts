@@ -41,7 +41,10 @@ const SeriesQuery = Type.Object(
   {
     from: Type.Optional(Type.String()),
     to: Type.Optional(Type.String()),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    // A query string is text: a whole number from 1 to 100000, checked here, read in the handler.
+    limit: Type.Optional(
+      Type.String({ pattern: '^(100000|[1-9][0-9]{0,4})$', description: 'a whole number from 1 to 100000' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -104,7 +107,7 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
     },
   );
 
-  app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string; limit?: number } }>(
+  app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string; limit?: string } }>(
     '/nodes/:id/series',
     { schema: { params: IdParams, querystring: SeriesQuery, response: { 200: Series } } },
     async (request) => {
@@ -113,7 +116,7 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
         request.params.id,
         from === undefined ? 0 : time(from, 'from'),
         to === undefined ? Number.MAX_SAFE_INTEGER : time(to, 'to'),
-        limit ?? 10_000,
+        limit === undefined ? 10_000 : Number(limit),
       );
       return {
         id: request.params.id,

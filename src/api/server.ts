@@ -78,8 +78,9 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     bodyLimit: options.maxBodyBytes,
     forceCloseConnections: true,
     // A field the route does not take is refused (400 naming it), not dropped in silence: a typo
-    // like `{"nmae": …}` would otherwise answer 200 and change nothing.
-    ajv: { customOptions: { removeAdditional: false } },
+    // like `{"nmae": …}` would otherwise answer 200 and change nothing. Nor is a value of the
+    // wrong type turned into the right one (`"name": 5` was stored as "5").
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
 
   app.setErrorHandler((err: FastifyError | ShoalError, request, reply) => {
@@ -267,9 +268,8 @@ function toShoalError(err: FastifyError | ShoalError): ShoalError {
         : undefined;
     return new ShoalError(
       'SHOAL_BAD_REQUEST',
-      extra === undefined
-        ? `${context} ${err.message}`
-        : `${context}: "${extra}" is not a field this route takes`,
+      // (The message names the part already: "body/name must be string".)
+      extra === undefined ? err.message : `${context}: "${extra}" is not a field this route takes`,
     );
   }
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {

@@ -84,7 +84,7 @@ export class NodeService {
     if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
     const parent = input.parent === undefined ? owner : input.parent;
     if (parent !== null && !this.#store.visibleNode(parent)) {
-      throw new ShoalError('SHOAL_BAD_REQUEST', `parent: no node ${parent}`);
+      throw new ShoalError('SHOAL_BAD_REQUEST', `parent: no node "${parent}"`);
     }
     const id = randomUUID();
     this.#check({

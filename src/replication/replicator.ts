@@ -789,6 +789,10 @@ export class Replicator implements MeshApplication {
     if (!isNodeType(n.type))
       throw new ShoalError('SHOAL_BAD_REQUEST', `type: "${String(n.type)}" is not a node type`);
     if (!n.name.trim()) throw new ShoalError('SHOAL_BAD_REQUEST', 'name: must not be empty');
+    // A lone UTF-16 surrogate cannot be stored as UTF-8: it would come back as other characters.
+    if (/\p{Surrogate}/u.test(n.name)) {
+      throw new ShoalError('SHOAL_BAD_REQUEST', 'name: holds a lone UTF-16 surrogate (not a character)');
+    }
     this.#checkSize(n);
     const problem = metaProblem(n.type, n.meta);
     if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
@@ -799,7 +803,7 @@ export class Replicator implements MeshApplication {
     }
     if (allowed.length === 0) throw new ShoalError('SHOAL_BAD_REQUEST', `parent: a ${n.type} has no parent`);
     const parent = this.#deps.store.visibleNode(n.parent);
-    if (!parent) throw new ShoalError('SHOAL_BAD_REQUEST', `parent: no node ${n.parent}`);
+    if (!parent) throw new ShoalError('SHOAL_BAD_REQUEST', `parent: no node "${n.parent}"`);
     if (!allowed.includes(parent.type)) {
       throw new ShoalError(
         'SHOAL_BAD_REQUEST',

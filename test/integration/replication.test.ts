@@ -268,6 +268,9 @@ describe('replication across three peers', () => {
         'SHOAL_BAD_REQUEST',
       ],
       ['POST', '/api/v1/nodes', { type: 'Server', name: 'x' }, 400, 'SHOAL_BAD_REQUEST'],
+      // Not turned into a string, and not a string UTF-8 can hold.
+      ['POST', '/api/v1/nodes', { type: 'Project', name: 5 }, 400, 'SHOAL_BAD_REQUEST'],
+      ['POST', '/api/v1/nodes', { type: 'Project', name: 'bad\ud800name' }, 400, 'SHOAL_BAD_REQUEST'],
       ['PUT', `/api/v1/nodes/${point.id}/value`, { value: 'hot' }, 400, 'SHOAL_BAD_REQUEST'],
       ['PUT', `/api/v1/nodes/${point.id}/value`, {}, 400, 'SHOAL_BAD_REQUEST'],
       ['PUT', `/api/v1/nodes/${b.id}/value`, { value: 1 }, 400, 'SHOAL_BAD_REQUEST'],
