@@ -6,7 +6,16 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { arch, platform as osPlatform, type as osType, release } from 'node:os';
 import { join } from 'node:path';
 import { ShoalError } from './errors.ts';
@@ -79,20 +88,23 @@ export function startIdentity(dataDir: string): Identity {
   return identity;
 }
 
-/** The admin API key: read from `<data>/admin.key`, or made there (mode 0600) on first start. */
-export function adminKey(dataDir: string): { key: string; created: boolean } {
+/**
+ * The admin API key: read from `<data>/admin.key`, with when it was made (the file's time), or
+ * made on first start. A new key is written there (mode 0600) by `save`, once the start has got
+ * as far as printing it: a start that fails before leaves no key that was never shown.
+ */
+export function adminKey(dataDir: string): { key: string; created: boolean; at: Date; save: () => void } {
   const file = join(dataDir, 'admin.key');
   try {
     const key = readFileSync(file, 'utf8').trim();
-    if (key) return { key, created: false };
+    if (key) return { key, created: false, at: statSync(file).mtime, save: () => {} };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new ShoalError('SHOAL_DATA_DIR', `${file}: ${(err as Error).message}`);
     }
   }
   const key = `shoal_${randomBytes(24).toString('base64url')}`;
-  writeFileDurably(file, `${key}\n`, 0o600);
-  return { key, created: true };
+  return { key, created: true, at: new Date(), save: () => writeFileDurably(file, `${key}\n`, 0o600) };
 }
 
 /** Writes a file so that a crash leaves either the old or the new content, never a torn one. */

@@ -154,7 +154,7 @@ export class Peer {
 
     const store = new Store(join(config.dataDir, 'shoal.db'));
     this.#store = store;
-    const keys = new ApiKeys(admin.key, store);
+    const keys = new ApiKeys(admin.key, store, admin.at);
     const replicator: Replicator = new Replicator(
       {
         selfId: this.#identity.id,
@@ -379,6 +379,8 @@ export class Peer {
       },
       'shoal peer started',
     );
+    // Written only now, when it is about to be shown: a start that failed left none unseen.
+    admin.save();
     return { id: this.id, port: this.#port, newAdminKey: admin.created ? admin.key : undefined };
   }
 

@@ -34,13 +34,14 @@ export class ApiKeys {
   /** Digest (hex) to key record, for every valid key. */
   readonly #byDigest = new Map<string, KeyRecord>();
 
-  constructor(adminKey: string, store?: KeyStore) {
+  /** `adminMadeAt`: when the admin key was made (its file's time). */
+  constructor(adminKey: string, store?: KeyStore, adminMadeAt = new Date()) {
     this.#store = store;
     this.#byDigest.set(digest(adminKey), {
       id: 'admin',
       name: 'admin.key',
       scope: 'admin',
-      createdAt: new Date(0).toISOString(),
+      createdAt: adminMadeAt.toISOString(),
       builtin: true,
     });
     for (const { digest: d, ...record } of store?.apiKeys() ?? []) this.#byDigest.set(d, record);

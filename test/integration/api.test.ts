@@ -212,12 +212,15 @@ describe('API keys, the OpenAPI document and metrics', () => {
       403,
       'only admins see keys',
     );
-    const listed = await api<{ keys: { id: string; name: string; builtin?: boolean }[] }>(
+    const listed = await api<{ keys: { id: string; name: string; createdAt: string; builtin?: boolean }[] }>(
       peer,
       'GET',
       '/api/v1/keys',
     );
     assert.ok(listed.body.keys.some((k) => k.id === made.body.id && k.name === 'wall tablet'));
+    const builtin = listed.body.keys.find((k) => k.builtin)!;
+    const keyFile = statSync(join(peer.dataDir, 'admin.key'));
+    assert.equal(builtin.createdAt, keyFile.mtime.toISOString(), 'made when its file was');
     assert.ok(!JSON.stringify(listed.body).includes(readKey), 'a key is shown only when it is made');
     assert.equal((await api(peer, 'DELETE', '/api/v1/keys/admin')).status, 400, 'admin.key stays');
     assert.equal((await api(peer, 'DELETE', `/api/v1/keys/${made.body.id}`)).status, 200);

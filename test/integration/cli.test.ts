@@ -2,7 +2,9 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -90,6 +92,21 @@ describe('the shoal command', () => {
       assert.equal(run.code, 2, args.join(' '));
       assert.match(run.stderr, new RegExp(`^shoal: SHOAL_BAD_USAGE: ${flag}: `), args.join(' '));
     }
+  });
+
+  test('a first start that fails leaves no admin key unseen: the next one makes and prints it', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = String((taken.address() as AddressInfo).port);
+    const data = join(tmp, 'first-start');
+    const args = ['start', '--secret', 'x'.repeat(32), '--host', '127.0.0.1', '--port', port];
+    const failed = await shoal([...args, '--data', data, '--beacon-target', '127.255.255.255']);
+    taken.close();
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /SHOAL_PORT_IN_USE/);
+    assert.ok(!existsSync(join(data, 'admin.key')), 'no key written by the failed start');
+    const peer = await cluster.start({ name: 'first', dataDir: data, makeOwnAdminKey: true });
+    await waitFor('the key on stderr', () => peer.stderr.includes(peer.apiKey));
   });
 
   test('--version and --help exit 0', async () => {
