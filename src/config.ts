@@ -44,6 +44,7 @@ export const ConfigSchema = Type.Object(
     beaconClockWindowMs: Ms(1000),
     beaconRatePerSecond: Type.Number({ minimum: 0.1, maximum: 10000 }),
     beaconBurst: Type.Integer({ minimum: 1, maximum: 10000 }),
+    beaconRateSources: Type.Integer({ minimum: 16, maximum: 1_000_000 }),
     replayCacheSize: Type.Integer({ minimum: 16, maximum: 1_000_000 }),
     multicast: Type.Boolean(),
     heartbeatIntervalMs: Ms(10),
@@ -141,11 +142,14 @@ export const DEFAULTS: Config = {
    * It bounds how long a captured beacon could be replayed; the replay cache covers the window.
    * Servers' clocks must agree within it (NTP does that easily). */
   beaconClockWindowMs: 60_000,
-  /** Beacons accepted per second from one source address, with `beaconBurst`; the rest are
+  /** Beacons accepted per second from one source (address and port: every peer sends from a port
+   * of its own, so peers sharing a host are counted apart), with `beaconBurst`; the rest are
    * dropped (reason "rate") before any cryptography is done on them. */
   beaconRatePerSecond: 20,
   /** Token-bucket burst for `beaconRatePerSecond`. */
   beaconBurst: 40,
+  /** Sources the beacon rate limit tracks at once; the least recently heard is forgotten. */
+  beaconRateSources: 4096,
   /** How many recently seen beacon nonces are remembered to refuse replays (reason "replay").
    * Must exceed the beacons a whole mesh sends within `beaconClockWindowMs` (25 peers at one
    * beacon per 2 s for 60 s is 750). */

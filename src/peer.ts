@@ -339,6 +339,7 @@ export class Peer {
         clockWindowMs: config.beaconClockWindowMs,
         ratePerSecond: config.beaconRatePerSecond,
         burst: config.beaconBurst,
+        rateSources: config.beaconRateSources,
         replayCacheSize: config.replayCacheSize,
         targets: () => beaconTargets(config, networkInterfaces()),
         acceptSource: (address) => !loopback || isLoopback(address),

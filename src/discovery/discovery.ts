@@ -69,6 +69,8 @@ export interface DiscoveryOptions {
   clockWindowMs: number;
   ratePerSecond: number;
   burst: number;
+  /** Sources tracked by the rate limit (Config.beaconRateSources). */
+  rateSources: number;
   replayCacheSize: number;
   /** Where to beacon; read before every beacon, since interfaces come and go. */
   targets: () => string[];
@@ -91,7 +93,11 @@ export class Discovery {
     this.#deps = deps;
     this.#options = options;
     this.#replays = new ReplayCache(options.replayCacheSize);
-    this.#rates = new RateLimiter({ ratePerSecond: options.ratePerSecond, burst: options.burst });
+    this.#rates = new RateLimiter({
+      ratePerSecond: options.ratePerSecond,
+      burst: options.burst,
+      maxSources: options.rateSources,
+    });
     this.#debug = new ThrottledLog(deps.log);
   }
 

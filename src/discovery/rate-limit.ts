@@ -1,6 +1,7 @@
 /**
- * A token bucket per source address, so a flood from one address costs at most a map lookup per
- * datagram. At most `maxSources` addresses are tracked; the least recently used is forgotten.
+ * A token bucket per source (address and port), so a flood from one source costs at most a map
+ * lookup per datagram. At most `maxSources` sources are tracked; the least recently heard is
+ * forgotten.
  */
 export class RateLimiter {
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
@@ -8,10 +9,10 @@ export class RateLimiter {
   readonly #burst: number;
   readonly #maxSources: number;
 
-  constructor(options: { ratePerSecond: number; burst: number; maxSources?: number }) {
+  constructor(options: { ratePerSecond: number; burst: number; maxSources: number }) {
     this.#ratePerMs = options.ratePerSecond / 1000;
     this.#burst = options.burst;
-    this.#maxSources = options.maxSources ?? 4096;
+    this.#maxSources = options.maxSources;
   }
 
   /** Takes a token for `source`; false when its bucket is empty. */

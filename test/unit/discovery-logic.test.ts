@@ -45,6 +45,7 @@ const BASE_OPTIONS: DiscoveryOptions = {
   clockWindowMs: 60_000,
   ratePerSecond: 20,
   burst: 40,
+  rateSources: 4096,
   replayCacheSize: 1024,
   targets: () => [BROADCAST],
   acceptSource: () => true,

@@ -73,7 +73,7 @@ describe('ReplayCache', () => {
 
 describe('RateLimiter', () => {
   test('a burst, then one token per 1/rate seconds, never more than the burst', () => {
-    const limiter = new RateLimiter({ ratePerSecond: 2, burst: 3 });
+    const limiter = new RateLimiter({ ratePerSecond: 2, burst: 3, maxSources: 4096 });
     const take = (now: number, n: number) => Array.from({ length: n }, () => limiter.allow('x', now));
     assert.deepEqual(take(0, 4), [true, true, true, false]);
     assert.deepEqual(take(499, 1), [false]);
@@ -82,14 +82,14 @@ describe('RateLimiter', () => {
   });
 
   test('sources have separate buckets', () => {
-    const limiter = new RateLimiter({ ratePerSecond: 1, burst: 1 });
+    const limiter = new RateLimiter({ ratePerSecond: 1, burst: 1, maxSources: 4096 });
     assert.equal(limiter.allow('a', 0), true);
     assert.equal(limiter.allow('a', 0), false);
     assert.equal(limiter.allow('b', 0), true);
   });
 
   test('a clock that goes back refills nothing and takes nothing away', () => {
-    const limiter = new RateLimiter({ ratePerSecond: 1, burst: 2 });
+    const limiter = new RateLimiter({ ratePerSecond: 1, burst: 2, maxSources: 4096 });
     assert.equal(limiter.allow('a', 10_000), true);
     assert.equal(limiter.allow('a', 0), true);
     assert.equal(limiter.allow('a', 0), false);
@@ -113,7 +113,7 @@ describe('RateLimiter', () => {
         fc.integer({ min: 1, max: 50 }),
         fc.array(fc.integer({ min: 0, max: 200 }), { minLength: 1, maxLength: 300 }),
         (rate, burst, steps) => {
-          const limiter = new RateLimiter({ ratePerSecond: rate, burst });
+          const limiter = new RateLimiter({ ratePerSecond: rate, burst, maxSources: 4096 });
           let now = 0;
           let allowed = 0;
           for (const step of steps) {
