@@ -11,6 +11,7 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyPluginAsync,
+  type FastifyReply,
   LogController,
 } from 'fastify';
 import type { WebSocket } from 'ws';
@@ -81,6 +82,18 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     // like `{"nmae": …}` would otherwise answer 200 and change nothing. Nor is a value of the
     // wrong type turned into the right one (`"name": 5` was stored as "5").
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // A URL Fastify cannot even route (`/api/v1/nodes/%00%ff`) is answered like any other error.
+    frameworkErrors: (err, _request, reply) => {
+      (reply as FastifyReply).status(400).send(new ShoalError('SHOAL_BAD_REQUEST', err.message).toJSON());
+    },
+  });
+  // An empty body sent as JSON (a DELETE from a client that always sets the content type) is no
+  // body, not invalid JSON; anything else is parsed as before, __proto__ keys refused.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text === '') done(null, undefined);
+    else parseJson(request, text, done);
   });
 
   app.setErrorHandler((err: FastifyError | ShoalError, request, reply) => {

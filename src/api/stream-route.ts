@@ -44,7 +44,7 @@ export interface StreamOptions {
 }
 
 const Rid = Type.Union([Type.String({ maxLength: 128 }), Type.Number()]);
-const ClientMessage = Type.Union([
+const VARIANTS = [
   Type.Object({ t: Type.Literal('auth'), key: Type.String() }),
   Type.Object(
     { t: Type.Literal('set'), rid: Rid, id: Type.String(), value: Type.Unknown() },
@@ -70,9 +70,24 @@ const ClientMessage = Type.Union([
     meta: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   }),
   Type.Object({ t: Type.Literal('delete'), rid: Rid, id: Type.String() }),
-]);
+] as const;
+const ClientMessage = Type.Union([...VARIANTS]);
 type ClientMessage = Type.Static<typeof ClientMessage>;
 const checkMessage = Compile(ClientMessage);
+/** Each type's own check, to say what is wrong with a message of that type. */
+const CHECKS = new Map(VARIANTS.map((v) => [v.properties.t.const as string, Compile(v)]));
+
+/** What is wrong with a message that is not a stream message, naming the field. */
+function problemOf(parsed: unknown): string {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return 'not a JSON object (a text frame holding {"t": …})';
+  }
+  const t = (parsed as { t?: unknown }).t;
+  const check = typeof t === 'string' ? CHECKS.get(t) : undefined;
+  if (!check) return `t: ${JSON.stringify(t) ?? 'missing'} is not one of ${[...CHECKS.keys()].join(', ')}`;
+  const [first] = check.Errors(parsed);
+  return `${first?.instancePath.replace(/^\//, '').replaceAll('/', '.') || t}: ${first?.message ?? 'is invalid'}`;
+}
 /** The slot of a stream that was refused one: nothing to give back. */
 const NO_SLOT = new ClientSlots(0);
 
@@ -134,13 +149,12 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
           parsed = undefined;
         }
         if (!checkMessage.Check(parsed)) {
-          send({
-            t: 'error',
-            error: new ShoalError(
-              'SHOAL_BAD_REQUEST',
-              'not a stream message (see GET /api/v1/openapi.json)',
-            ).toJSON().error,
-          });
+          const error = new ShoalError('SHOAL_BAD_REQUEST', problemOf(parsed)).toJSON().error;
+          // With the request id, when there is one to answer.
+          const rid = (parsed as { rid?: unknown } | undefined)?.rid;
+          if (authed && (typeof rid === 'string' || typeof rid === 'number')) {
+            send({ t: 'result', rid, ok: false, error });
+          } else send({ t: 'error', error });
           return;
         }
         const message = parsed as ClientMessage;

@@ -331,6 +331,11 @@ describe('replication across three peers', () => {
     const same = await api<ShoalNode>(a, 'PATCH', `/api/v1/nodes/${point.id}`, { name: 'renamed' });
     assert.equal(same.status, 200);
     assert.equal(same.body.version, renamed.body.version, 'no new version');
+    // A URL that cannot be routed is a JSON error too; an empty body sent as JSON is no body.
+    const badUrl = await api<{ error: { code: string } }>(a, 'GET', '/api/v1/nodes/%00%ff');
+    assert.deepEqual([badUrl.status, badUrl.body.error.code], [400, 'SHOAL_BAD_REQUEST']);
+    const gone = await create(a, { type: 'Project', name: 'deleted with an empty JSON body' });
+    assert.equal((await rawRequest(a, 'DELETE', `/api/v1/nodes/${gone.id}`, '')).status, 200);
     // An empty filter value filters nothing.
     const all = await api<{ nodes: ShoalNode[] }>(a, 'GET', '/api/v1/nodes');
     const empty = await api<{ nodes: ShoalNode[] }>(a, 'GET', '/api/v1/nodes?type=&owner=&parent=');
@@ -504,9 +509,13 @@ describe('live events and the client stream', () => {
       ws.send(JSON.stringify({ t: 'set', rid: i, id: point.id, value: i % 2 === 0 }));
     ws.send(JSON.stringify({ t: 'set', rid: 'bad', id: point.id, value: 'maybe' }));
     ws.send('not json');
-    await waitFor('all results', () => messages.filter((m) => m.t === 'result').length === 11);
+    // A message of a known type but the wrong shape is answered under its rid, naming the field.
+    ws.send(JSON.stringify({ t: 'set', rid: 'shapeless', id: 42, value: 1 }));
+    await waitFor('all results', () => messages.filter((m) => m.t === 'result').length === 12);
     const results = messages.filter((m) => m.t === 'result');
     assert.equal(results.filter((r) => r.ok === true).length, 10);
+    const shapeless = results.find((r) => r.rid === 'shapeless') as { error: { message: string } };
+    assert.match(shapeless.error.message, /^id: /);
     const bad = results.find((r) => r.rid === 'bad') as { ok: boolean; error: { code: string } };
     assert.equal(bad.ok, false);
     assert.equal(bad.error.code, 'SHOAL_BAD_REQUEST');
