@@ -93,7 +93,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text === '') done(null, undefined);
-    else parseJson(request, text, done);
+    else void parseJson(request, text, done);
   });
 
   app.setErrorHandler((err: FastifyError | ShoalError, request, reply) => {
