@@ -79,6 +79,8 @@ export class Peer {
   #nodes: NodeService | undefined;
   #engine: AutomationEngine | undefined;
   #maintenance: ReturnType<typeof setInterval> | undefined;
+  /** What `#savePeers` last wrote, to write only when it changed. */
+  #savedPeers = '';
 
   constructor(config: Config, options: PeerOptions = {}) {
     this.config = config;
@@ -360,6 +362,10 @@ export class Peer {
     engine.start();
     this.#maintenance = setInterval(() => this.#maintain(), config.maintenanceIntervalMs);
     this.#maintenance.unref();
+    // The peers known before this start are listed, and dialled, until heard from again.
+    for (const saved of store.knownPeers()) {
+      if (!retirements.has(saved.record.id)) mesh.table.remember(saved);
+    }
     mesh.start();
     try {
       await this.#discovery.start();
@@ -389,6 +395,7 @@ export class Peer {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       clearInterval(this.#maintenance);
+      this.#savePeers(true);
       this.#mesh?.stop();
       await this.#discovery?.stop();
       await this.#api?.close();
@@ -443,6 +450,29 @@ export class Peer {
       this.#replicator!.sweepOrphans();
     } catch (err) {
       this.log.error({ err }, 'maintenance failed');
+    }
+    this.#savePeers();
+  }
+
+  /**
+   * Saves the peer table for the next start, when it changed: peers came or went, or an hour
+   * passed since one was last heard from (a write per hour, not per heartbeat, on an SD card);
+   * at a stop, as it is.
+   */
+  #savePeers(force = false): void {
+    const mesh = this.#mesh;
+    const store = this.#store;
+    if (!mesh || !store) return;
+    const peers = mesh.table.saved();
+    const signature = JSON.stringify(
+      peers.map((p) => ({ ...p, lastSeen: Math.floor(p.lastSeen / 3_600_000) })),
+    );
+    if (signature === this.#savedPeers && !force) return;
+    try {
+      store.saveKnownPeers(peers);
+      this.#savedPeers = signature;
+    } catch (err) {
+      this.log.warn({ err }, 'could not save the known peers');
     }
   }
 

@@ -68,6 +68,15 @@ export interface BeaconSighting {
   version: string;
 }
 
+/** A peer as the table keeps it across restarts (Store.knownPeers): enough to list and dial it. */
+export interface SavedPeer {
+  record: PeerRecord;
+  addresses: string[];
+  port: number;
+  /** When it was last heard from, ms since the epoch. */
+  lastSeen: number;
+}
+
 export interface PeerTableOptions extends BackoffOptions {
   dialGraceMs: number;
   peerTtlMs: number;
@@ -340,6 +349,40 @@ export class PeerTable {
     if (!this.#entries.delete(id)) return;
     for (const target of this.#statics.values()) if (target.id === id) target.id = undefined;
     this.#refresh();
+  }
+
+  /** The peers worth remembering across a restart: every one a record was had of. */
+  saved(): SavedPeer[] {
+    const now = this.#clock.now();
+    const out: SavedPeer[] = [];
+    for (const e of this.#entries.values()) {
+      if (!e.record || e.port === undefined) continue;
+      const lastSeen = e.link ? e.link.lastRxAt : (e.lastSeen ?? e.since);
+      out.push({ record: e.record, addresses: e.addresses, port: e.port, lastSeen: Math.min(lastSeen, now) });
+    }
+    return out.sort((a, b) => (a.record.id < b.record.id ? -1 : 1));
+  }
+
+  /**
+   * A peer known before a restart: listed (disconnected) until heard from again, and dialled at
+   * its last addresses with the usual backoff, so the mesh heals even where beacons do not
+   * reach. It does not hold up `formed` (it was not heard from since), and it is forgotten when
+   * it has been gone for `peerTtlMs`, counted from when it was last heard from. Its record is
+   * the last one had, so gossip replaces it only with a newer one, as always.
+   */
+  remember(saved: SavedPeer): void {
+    if (saved.record.id === this.#selfId || this.#entries.has(saved.record.id)) return;
+    const entry = this.#entry(saved.record.id, saved.record.generation);
+    entry.record = saved.record;
+    entry.port = saved.port;
+    for (const address of saved.addresses) this.#addAddress(entry, address, false);
+    entry.dialable = true;
+    entry.fresh = false;
+    entry.left = saved.record.left === true;
+    entry.lastSeen = saved.lastSeen;
+    this.#refresh();
+    // Disconnected since it was last heard from (the refresh took it for a change of state now).
+    entry.since = Math.min(saved.lastSeen, this.#clock.now());
   }
 
   /** Forgets peers disconnected for longer than the TTL. */

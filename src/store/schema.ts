@@ -67,4 +67,12 @@ export const MIGRATIONS: readonly string[] = [
     at    TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 5: the peers known at the last save (mesh/peer-table.ts SavedPeer, as JSON), so that a
+  // restarted server lists and dials them before it hears from them again.
+  `
+  CREATE TABLE known_peers (
+    id    TEXT PRIMARY KEY,
+    body  TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -27,6 +27,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { hlcToIso, wallOf } from '../clock.ts';
 import { ShoalError } from '../errors.ts';
+import type { SavedPeer } from '../mesh/peer-table.ts';
 import type { NodeType } from './node-types.ts';
 import { MIGRATIONS } from './schema.ts';
 
@@ -184,6 +185,9 @@ export class Store {
       deleteOwnerNodes: db.prepare('DELETE FROM nodes WHERE owner = ?'),
       deleteOwnerOps: db.prepare('DELETE FROM ops WHERE owner = ?'),
       retired: db.prepare<[], RetiredServer>('SELECT id, name, by, at FROM retired ORDER BY id'),
+      knownPeers: db.prepare<[], { body: string }>('SELECT body FROM known_peers ORDER BY id'),
+      clearKnownPeers: db.prepare('DELETE FROM known_peers'),
+      saveKnownPeer: db.prepare('INSERT INTO known_peers (id, body) VALUES (?, ?)'),
       retire: db.prepare(
         `INSERT INTO retired (id, name, by, at) VALUES (@id, @name, @by, @at)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, by = excluded.by, at = excluded.at`,
@@ -508,6 +512,25 @@ export class Store {
     this.#sql.deleteOwnerOps.run(owner);
     this.#setOwner(owner, seq, seq + 1);
     this.#dirtyOwners.delete(owner);
+  }
+
+  /** The peers saved by `saveKnownPeers`. A row that does not parse is skipped. */
+  knownPeers(): SavedPeer[] {
+    return this.#sql.knownPeers.all().flatMap((row) => {
+      try {
+        return [JSON.parse(row.body) as SavedPeer];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** Replaces the saved peers by `peers` (in a transaction of its own). */
+  saveKnownPeers(peers: SavedPeer[]): void {
+    this.transaction('NORMAL', () => {
+      this.#sql.clearKnownPeers.run();
+      for (const peer of peers) this.#sql.saveKnownPeer.run(peer.record.id, JSON.stringify(peer));
+    });
   }
 
   /** The servers retired from the mesh, by id. */

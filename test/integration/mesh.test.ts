@@ -173,6 +173,26 @@ describe('restarts and forgetting', () => {
   });
 });
 
+describe('a restart while a peer is down', () => {
+  const cluster = new TestCluster();
+  after(() => cluster.stop());
+
+  test('the restarted server still lists the peer that is down, and links to it when it is back', async () => {
+    const a = await cluster.start({ name: 'a' });
+    const b = await cluster.start({ name: 'b' });
+    await waitFor('a and b linked', () => fullMesh([a, b]));
+    await b.kill(); // Unplugged: no goodbye.
+    await waitFor('b to be disconnected', async () => (await stateOf(a, b))?.state === 'disconnected');
+    await a.stop();
+    const again = await cluster.start({ name: 'a', dataDir: a.dataDir });
+    const view = await stateOf(again, b);
+    assert.equal(view?.state, 'disconnected', 'listed at once, as it was');
+    assert.equal(view?.name, 'b');
+    const back = await cluster.start({ name: 'b', dataDir: b.dataDir });
+    await waitFor('b linked again', () => fullMesh([again, back]));
+  });
+});
+
 describe('static peers and membership gossip', () => {
   const cluster = new TestCluster();
   after(() => cluster.stop());

@@ -700,3 +700,53 @@ describe('PeerTable: settled (when beacons may slow down)', () => {
     assert.equal(t.table.settled(), true, 'a peer that said goodbye is not missed');
   });
 });
+
+describe('PeerTable: across a restart (saved, then remembered)', () => {
+  test('what is saved comes back disconnected, with its metadata, dialled without holding up formed', () => {
+    const before = setup();
+    before.table.linkUp(HIGH, 1, before.link('10.0.0.9'));
+    before.table.learnedRecord(record(HIGH, { seq: 3, addresses: ['10.0.1.1'] }));
+    before.beacon(A); // Heard by beacon only: no record, nothing to keep.
+    before.clock.advance(5000);
+    const saved = before.table.saved();
+    assert.deepEqual(
+      saved.map((s) => [s.record.id, s.port, s.addresses]),
+      [[HIGH, 7420, ['10.0.0.9', '10.0.1.1']]],
+    );
+
+    const after = setup();
+    after.clock.advance(60_000);
+    for (const s of saved) after.table.remember(s);
+    const view = after.table.get(HIGH)!;
+    assert.deepEqual([view.state, view.name, view.model], ['disconnected', 'rec-9', 'Raspberry Pi 5']);
+    assert.equal(
+      view.since,
+      new Date(saved[0]!.lastSeen).toISOString(),
+      'disconnected since last heard from',
+    );
+    assert.deepEqual(after.due(), [HIGH], 'dialled at its last address');
+    after.table.dialStarted(HIGH);
+    assert.equal(after.state(HIGH), 'disconnected', 'not "connecting": not heard from since');
+    assert.equal(after.table.formed(), false, 'nothing linked yet');
+    after.table.linkUp(LOW, 1, after.link());
+    assert.equal(after.table.formed(), true, 'a remembered peer does not hold up formed');
+    // A record no newer than the remembered one is not news; a newer one is.
+    assert.equal(after.table.learnedRecord(record(HIGH, { seq: 3 })), false);
+    assert.equal(after.table.learnedRecord(record(HIGH, { seq: 4 })), true);
+  });
+
+  test('a remembered peer is forgotten once gone for the TTL, counted from when it was last heard from', () => {
+    const before = setup();
+    before.table.linkUp(HIGH, 1, before.link());
+    before.table.learnedRecord(record(HIGH));
+    const [saved] = before.table.saved();
+    const after = setup();
+    after.clock.advance(OPTIONS.peerTtlMs - 1000);
+    after.table.remember(saved!);
+    after.table.expire();
+    assert.ok(after.table.get(HIGH), 'not yet');
+    after.clock.advance(1000);
+    after.table.expire();
+    assert.equal(after.table.get(HIGH), undefined);
+  });
+});
