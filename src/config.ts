@@ -61,6 +61,9 @@ export const ConfigSchema = Type.Object(
     linkSendBufferBytes: Type.Integer({ minimum: 65536, maximum: 1024 * 1024 * 1024 }),
     maxEventClients: Type.Integer({ minimum: 1, maximum: 100000 }),
     streamAuthTimeoutMs: Ms(100),
+    apiRatePerSecond: Type.Number({ minimum: 1, maximum: 1_000_000 }),
+    apiBurst: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    apiRateSources: Type.Integer({ minimum: 16, maximum: 1_000_000 }),
     eventClientBufferBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024 }),
     maxBodyBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024 }),
     maxNodeBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
@@ -198,6 +201,14 @@ export const DEFAULTS: Config = {
    * auth message before it is closed (4401). Until then it holds a slot of its own (at most
    * maxEventClients such), not one of the authenticated clients'. */
   streamAuthTimeoutMs: 5000,
+  /** HTTP requests accepted per second from one client address, with `apiBurst`; more get 429
+   * SHOAL_RATE_LIMITED (with Retry-After) before any other work. Writes over the client stream
+   * are messages, not requests: they meet maxPendingWrites instead. */
+  apiRatePerSecond: 500,
+  /** Token-bucket burst for `apiRatePerSecond`. */
+  apiBurst: 1000,
+  /** Client addresses the API rate limit tracks at once; the least recently heard is forgotten. */
+  apiRateSources: 4096,
   /** Bytes queued for one event-stream client beyond which the client is too slow and is
    * disconnected (it reconnects and catches up) rather than buffering without bound. */
   eventClientBufferBytes: 4 * 1024 * 1024,

@@ -106,6 +106,11 @@ export class Metrics {
     'Times this server found another copy of itself had numbered changes alike, and merged the two (a server on an older copy of its data).',
     [],
   );
+  readonly requestsLimited = this.#counter(
+    'shoal_api_requests_limited_total',
+    'HTTP requests answered 429 because their client sent more than apiRatePerSecond.',
+    [],
+  );
   readonly forwardedWrites = this.#counter(
     'shoal_forwarded_writes_total',
     'Writes forwarded from here to the owner of their node, by result (ok, refused, timeout, unreachable).',

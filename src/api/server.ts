@@ -21,6 +21,7 @@ import type { ServerMetadata } from '../identity.ts';
 import type { Logger } from '../log.ts';
 import type { PeerView } from '../mesh/peer-table.ts';
 import type { Metrics } from '../metrics.ts';
+import { RateLimiter } from '../rate-limit.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import type { RetiredServer } from '../store/store.ts';
 import { VERSION } from '../version.ts';
@@ -69,6 +70,9 @@ export interface ApiOptions {
   eventClientBufferBytes: number;
   maxJsonDepth: number;
   streamAuthTimeoutMs: number;
+  apiRatePerSecond: number;
+  apiBurst: number;
+  apiRateSources: number;
 }
 
 export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<FastifyInstance> {
@@ -100,6 +104,22 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     const shoal = toShoalError(err);
     if (shoal.status >= 500) request.log.error({ err }, 'request failed');
     return reply.status(shoal.status).send(shoal.toJSON());
+  });
+  // A client (by address) that floods the API is answered 429 before any other work: a token
+  // bucket per address, the same as for beacons.
+  const rates = new RateLimiter({
+    ratePerSecond: options.apiRatePerSecond,
+    burst: options.apiBurst,
+    maxSources: options.apiRateSources,
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (rates.allow(request.ip, Date.now())) return;
+    deps.metrics.requestsLimited.inc();
+    reply.header('retry-after', '1');
+    throw new ShoalError(
+      'SHOAL_RATE_LIMITED',
+      `more than ${options.apiRatePerSecond} requests a second from ${request.ip} (apiRatePerSecond); retry shortly`,
+    );
   });
   app.setNotFoundHandler((request, reply) =>
     reply

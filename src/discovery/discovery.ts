@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import type { Cancel, Clock, Random } from '../clock.ts';
 import { type Logger, ThrottledLog } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { RateLimiter } from '../rate-limit.ts';
 import {
   type Beacon,
   type BeaconKeys,
@@ -26,7 +27,6 @@ import {
   decodeBeacon,
   encodeBeacon,
 } from './beacon-codec.ts';
-import { RateLimiter } from './rate-limit.ts';
 import { ReplayCache } from './replay-cache.ts';
 import type { DatagramTransport, Endpoint } from './transport.ts';
 

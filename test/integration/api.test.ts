@@ -156,6 +156,29 @@ describe('the HTTP API', () => {
     }
   });
 
+  test('a client sending more than apiRatePerSecond gets 429 with Retry-After, counted', async () => {
+    const slow = await cluster.start({ name: 'slow', config: { apiRatePerSecond: 1, apiBurst: 3 } });
+    try {
+      // The burst goes through, then (within a second) the next is refused.
+      let res: Response | undefined;
+      const statuses: number[] = [];
+      for (let i = 0; i < 10 && res?.status !== 429; i++) {
+        res = await fetch(`${slow.url}/api/v1/server`, {
+          headers: { authorization: `Bearer ${slow.apiKey}` },
+        });
+        statuses.push(res.status);
+      }
+      assert.ok(statuses[0] === 200 && statuses.length <= 5, statuses.join(' '));
+      assert.equal(res!.status, 429);
+      assert.equal(res!.headers.get('retry-after'), '1');
+      assert.equal(((await res!.json()) as { error: { code: string } }).error.code, 'SHOAL_RATE_LIMITED');
+      await new Promise((r) => setTimeout(r, 1500)); // A token back, for the scrape.
+      assert.ok(sample(await slow.metrics(), 'shoal_api_requests_limited_total') >= 1);
+    } finally {
+      await slow.kill();
+    }
+  });
+
   test('GET /metrics is Prometheus text with the mesh counters', async () => {
     const res = await fetch(`${peer.url}/metrics`);
     assert.equal(res.status, 200);

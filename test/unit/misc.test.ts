@@ -11,7 +11,6 @@ import fc from 'fast-check';
 import pino from 'pino';
 import { corkPerTurn } from '../../src/api/cork.ts';
 import { NODE_FLAGS } from '../../src/cli/runtime.ts';
-import { RateLimiter } from '../../src/discovery/rate-limit.ts';
 import { ReplayCache } from '../../src/discovery/replay-cache.ts';
 import {
   beaconTargets,
@@ -24,6 +23,7 @@ import { hardwareModel, nextGeneration, platformName } from '../../src/identity.
 import { idFromBytes, idToBytes, isId, newId } from '../../src/ids.ts';
 import { ThrottledLog } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics.ts';
+import { RateLimiter } from '../../src/rate-limit.ts';
 
 describe('ReplayCache', () => {
   test('a key is new once, then seen until it expires, then new again', () => {

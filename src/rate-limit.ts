@@ -1,7 +1,7 @@
 /**
- * A token bucket per source (address and port), so a flood from one source costs at most a map
- * lookup per datagram. At most `maxSources` sources are tracked; the least recently heard is
- * forgotten.
+ * A token bucket per source (a beacon's address and port, an HTTP client's address), so a flood
+ * from one source costs at most a map lookup per datagram or request. At most `maxSources`
+ * sources are tracked; the least recently heard is forgotten.
  */
 export class RateLimiter {
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
