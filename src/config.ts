@@ -381,12 +381,19 @@ export function validateConfig(value: Record<string, unknown>): Config {
       'config field "maxNodeBytes": must be below half of maxFrameBytes (less 4096), so that an op fits in a link message',
     );
   }
-  // Beacons go to addresses: a name would cost a DNS lookup per beacon, and could not be a broadcast.
-  const notAddress = config.beaconTargets.find((target) => isIP(target) === 0);
+  // Beacons go to IPv4 addresses (the beacon sockets are IPv4): a name would cost a DNS lookup per
+  // beacon, and could not be a broadcast.
+  const notAddress = config.beaconTargets.find((target) => isIP(target) !== 4);
   if (notAddress !== undefined) {
     throw new ShoalError(
       'SHOAL_BAD_CONFIG',
-      `config field "beaconTargets": "${notAddress}" is not an IP address (e.g. 192.168.1.255)`,
+      `config field "beaconTargets": "${notAddress}" is not an IPv4 address (e.g. 192.168.1.255)`,
+    );
+  }
+  if (config.maxBodyBytes > config.maxFrameBytes - 4096) {
+    throw new ShoalError(
+      'SHOAL_BAD_CONFIG',
+      'config field "maxBodyBytes": must be below maxFrameBytes (less 4096), so that a write taken here can be forwarded to its owner',
     );
   }
   return config;

@@ -14,6 +14,7 @@ import {
   readFileSync,
   renameSync,
   statSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { arch, platform as osPlatform, type as osType, release } from 'node:os';
@@ -104,7 +105,12 @@ export function adminKey(dataDir: string): { key: string; created: boolean; at: 
     }
   }
   const key = `shoal_${randomBytes(24).toString('base64url')}`;
-  return { key, created: true, at: new Date(), save: () => writeFileDurably(file, `${key}\n`, 0o600) };
+  const at = new Date();
+  const save = (): void => {
+    writeFileDurably(file, `${key}\n`, 0o600);
+    utimesSync(file, at, at); // Its time is when it was made, as the API shows it before a restart.
+  };
+  return { key, created: true, at, save };
 }
 
 /** Writes a file so that a crash leaves either the old or the new content, never a torn one. */

@@ -102,11 +102,15 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       },
     },
     (socket: WebSocket, request) => {
-      if (!options.unauthenticated.take()) {
+      // A key in the header (a wrong one was answered 401 before the upgrade: server.ts) takes a
+      // client's slot at once; a stream to authenticate by message takes one of its own first.
+      const headerKey = bearerKey(request.headers.authorization);
+      const headerScope = headerKey === undefined ? undefined : options.keys.scopeOf(headerKey);
+      let slot: ClientSlots = headerScope ? NO_SLOT : options.unauthenticated;
+      if (!headerScope && !options.unauthenticated.take()) {
         socket.close(1013, 'too many clients');
         return;
       }
-      let slot: ClientSlots = options.unauthenticated;
       let authed = false;
       let scope: Scope | undefined;
       let unsubscribe: (() => void) | undefined;
@@ -133,9 +137,6 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
         send({ t: 'hello', ...options.hello() });
         unsubscribe = options.events.subscribe((event) => send({ t: 'event', event }));
       };
-      // A wrong key in the header was answered 401 before the upgrade (server.ts).
-      const headerKey = bearerKey(request.headers.authorization);
-      const headerScope = headerKey === undefined ? undefined : options.keys.scopeOf(headerKey);
       if (headerScope) begin(headerScope);
       const authTimer = setTimeout(() => {
         if (!authed) socket.close(4401, 'no auth message');

@@ -239,9 +239,9 @@ export async function main(argv: string[]): Promise<void> {
     await program().parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // 'commander.help' is the help shown for a missing command: bad usage, unlike --help.
-      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version';
-      process.exit(ok ? 0 : 2);
+      // Help asked for (--help, `shoal help`) exits 0; help shown for a missing command, 1 from
+      // commander, is bad usage: 2, like every other.
+      process.exit(err.exitCode === 0 ? 0 : 2);
     }
     if (isShoalError(err)) {
       process.stderr.write(`shoal: ${err.code}: ${err.message}\n`);

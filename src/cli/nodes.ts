@@ -130,7 +130,11 @@ export async function series(
       result.points.map((p) => [p.t, formatValue(p.value)]),
     ),
   );
-  if (result.more) print(`(more values: --from ${result.points[result.points.length - 1]!.t} and on)`);
+  if (result.more) {
+    // The next page starts a millisecond after this one's last point.
+    const next = Date.parse(result.points[result.points.length - 1]!.t) + 1;
+    print(`(more values: --from ${next})`);
+  }
 }
 
 /**

@@ -112,6 +112,10 @@ const Snap = Type.Object({
   owner: Id,
   seq: Type.Integer({ minimum: 0 }),
   nodes: Type.Array(SnapshotNode, { maxItems: 100_000 }),
+  /** Its deleted nodes not yet collected (a peer that does not know this field skips it). */
+  deleted: Type.Optional(Type.Array(SnapshotNode, { maxItems: 100_000 })),
+  /** The stamp of the owner's op `seq`, when the sender knows it. */
+  hlc: Type.Optional(Hlc),
   last: Type.Boolean(),
 });
 /** A write forwarded, hop by hop, to the owner of its node. */

@@ -212,6 +212,7 @@ export class Replicator implements MeshApplication {
   readonly #lastGapRequest = new Map<string, number>();
   readonly #gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
   /** Snapshot chunks being received, per owner. */
+  /** Snapshot chunks being received, per owner and sender. */
   readonly #incoming = new Map<string, { seq: number; nodes: StoredNode[] }>();
   readonly #queue: Pending[] = [];
   readonly #recentOps = new Map<string, Op[]>();
@@ -374,7 +375,7 @@ export class Replicator implements MeshApplication {
     this.#vv.delete(owner);
     this.#heads.delete(owner);
     this.#recentOps.delete(owner);
-    this.#incoming.delete(owner);
+    for (const key of this.#incoming.keys()) if (key.startsWith(`${owner}/`)) this.#incoming.delete(key);
     this.#earlyCount -= this.#early.get(owner)?.size ?? 0;
     this.#early.delete(owner);
     this.#returning.delete(owner);
@@ -440,7 +441,7 @@ export class Replicator implements MeshApplication {
         this.#receiveOps(peerId, message.ops as Op[]);
         return;
       case 'snap':
-        this.#receiveSnapshot(message.owner, message.seq, message.nodes as StoredNode[], message.last);
+        this.#receiveSnapshot(peerId, message);
         return;
       case 'write':
         this.#onWrite(message);
@@ -577,7 +578,10 @@ export class Replicator implements MeshApplication {
             const ops = this.#opsFor(item.req);
             let last: Op | undefined;
             for (const op of ops) {
-              store.applyOp(op);
+              // Our numbering out of step with the store would answer a write never stored: the
+              // transaction goes back instead (`alone` below, then SHOAL_INTERNAL).
+              const result = store.applyOp(op);
+              if (result !== 'applied') throw new Error(`op ${op.seq} of ours was ${result} in the store`);
               this.#committed = op.seq;
               applied.push(op);
               last = op;
@@ -922,11 +926,13 @@ export class Replicator implements MeshApplication {
           if (owner === this.#deps.selfId && this.#committed > applied) {
             // Our nodes as they are now carry commits not yet durable: taken now, sent when
             // those are (waiting for a moment with none would starve the peer under load).
-            const nodes = store.ownerNodes(owner);
+            const nodes = this.#snapshotOf(owner);
             const seq = this.#committed;
+            const hlc = this.#stampOf(owner, seq);
             cursors.set(owner, seq);
             this.#whenDurable((err) => {
-              if (!err && this.#cursors.get(peer) === cursors) this.#sendSnapshot(peer, owner, nodes, seq);
+              if (!err && this.#cursors.get(peer) === cursors)
+                this.#sendSnapshot(peer, owner, nodes, seq, hlc);
             });
             continue;
           }
@@ -1033,6 +1039,8 @@ export class Replicator implements MeshApplication {
   /** True when `peer` should get `owner`'s ops from us (see the module comment). */
   #serves(peer: string, owner: string): boolean {
     if (peer === owner) return this.#returning.has(peer);
+    // Our ops would mix with the other history it is sending us back (`#mendFork`).
+    if (owner === this.#deps.selfId && this.#fork?.peer === peer) return false;
     return owner === this.#deps.selfId || !this.#deps.mesh.linked(peer, owner);
   }
 
@@ -1040,29 +1048,47 @@ export class Replicator implements MeshApplication {
     if (this.#returning.delete(peer)) this.#servedTo.clear();
   }
 
+  /** An owner's nodes for a snapshot: the live ones, and the deleted ones not yet collected. */
+  #snapshotOf(owner: string): StoredNode[] {
+    const { store } = this.#deps;
+    return [...store.ownerNodes(owner), ...store.ownerTombstones(owner)];
+  }
+
   #sendSnapshot(
     peer: string,
     owner: string,
-    nodes = this.#deps.store.ownerNodes(owner),
+    nodes = this.#snapshotOf(owner),
     seq = this.#vv.get(owner) ?? 0,
+    hlc = this.#stampOf(owner, seq),
   ): void {
     this.#deps.metrics.snapshots.inc({ direction: 'sent' });
     // Chunks of SNAPSHOT_CHUNK nodes, or fewer when that many would not fit in `batchBytes`.
-    let chunk: Omit<StoredNode, 'owner' | 'deleted' | 'updatedAt'>[] = [];
+    type Shown = Omit<StoredNode, 'owner' | 'deleted' | 'updatedAt'>;
+    let live: Shown[] = [];
+    let deleted: Shown[] = [];
     let bytes = 0;
     const send = (last: boolean): void => {
-      this.#deps.mesh.send(peer, { t: 'snap', owner, seq, nodes: chunk, last });
-      chunk = [];
+      this.#deps.mesh.send(peer, {
+        t: 'snap',
+        owner,
+        seq,
+        nodes: live,
+        ...(deleted.length > 0 ? { deleted } : {}),
+        ...(hlc ? { hlc } : {}),
+        last,
+      });
+      live = [];
+      deleted = [];
       bytes = 0;
     };
-    for (const { owner: _o, deleted: _d, updatedAt: _u, ...n } of nodes) {
+    for (const { owner: _o, deleted: gone, updatedAt: _u, ...n } of nodes) {
       const size = Buffer.byteLength(JSON.stringify(n)) + 1;
       // (1 KiB is left for the message around the nodes.)
-      const full = chunk.length === SNAPSHOT_CHUNK || bytes + size > this.#options.batchBytes - 1024;
-      if (chunk.length > 0 && full) {
+      const count = live.length + deleted.length;
+      if (count > 0 && (count === SNAPSHOT_CHUNK || bytes + size > this.#options.batchBytes - 1024)) {
         send(false);
       }
-      chunk.push(n);
+      (gone ? deleted : live).push(n);
       bytes += size;
     }
     send(true);
@@ -1097,9 +1123,11 @@ export class Replicator implements MeshApplication {
     };
   }
 
-  /** The stamp of `owner`'s op `seq`, when the log still holds it. */
+  /** The stamp of `owner`'s op `seq`: from the log, or kept for the last one applied here. */
   #stampOf(owner: string, seq: number): string | undefined {
     if (seq <= 0) return undefined;
+    const { applied, headHlc } = this.#deps.store.ownerState(owner);
+    if (seq === applied && headHlc !== undefined) return headHlc;
     const [op] = this.#opsAfter(owner, seq - 1, seq);
     return op?.seq === seq ? op.hlc : undefined;
   }
@@ -1161,12 +1189,15 @@ export class Replicator implements MeshApplication {
   // the numbers of ops an earlier run of it made, which some servers still hold. Two histories
   // of one owner then share numbers, and every replica would keep whichever it got first. Every
   // version vector carries the stamps of the sender's last own op and of the last op it holds of
-  // the receiver's, so the two ends of a link find such ops when they meet. The owner then gets
-  // the other history back from that peer, merges it node by node (the newer stamp wins;
-  // readings of both are kept), and moves its numbering past both histories with its log
-  // dropped: every server behind then gets a snapshot of its nodes, whichever history it had,
-  // and all end equal. Local writes are refused (503, retry) meanwhile, as while an owner gets
-  // its own ops back after a start.
+  // the receiver's (kept through compaction: Store.ownerState's headHlc), so the two ends of a
+  // link find such ops when they meet. The owner then gets the other history back from that
+  // peer, merges it node by node (the newer stamp wins, deletes included; readings of both are
+  // kept), and moves its numbering past both histories with its log floor: every server behind
+  // then gets a snapshot of its nodes, whichever history it had, and all end equal. Its own ops
+  // below stay in the log for their stamps, so a holder of more of the other history, met
+  // later, is found too, and merged the same way. Local writes are refused (503, retry)
+  // meanwhile, as while an owner gets its own ops back after a start. A holder whose log no
+  // longer reaches the fork sends a snapshot: a node of ours newer than any in it tells then.
 
   /**
    * `peer` holds our op `yours.seq` stamped `yours.hlc`, and our ops up to `upTo`: when we hold
@@ -1186,7 +1217,8 @@ export class Replicator implements MeshApplication {
     if (held !== undefined && held !== mine) this.#deps.mesh.send(peer, this.#vectorFor(peer, seq));
   }
 
-  #mendFork(peer: string, upTo: number): void {
+  /** `ask`: ask `peer` for what it holds of ours (not when a snapshot of it has come already). */
+  #mendFork(peer: string, upTo: number, ask = true): void {
     const fork = this.#fork;
     if (fork) {
       if (fork.peer !== peer && upTo > fork.upTo && upTo > (this.#nextFork?.upTo ?? 0)) {
@@ -1201,7 +1233,8 @@ export class Replicator implements MeshApplication {
     );
     // Where the two histories part is not known: everything the peer holds comes back, to merge.
     this.#fork = { peer, next: 1, upTo };
-    if (peer) this.#deps.mesh.send(peer, this.#vectorFor(peer));
+    this.#servedTo.clear(); // (`#serves` sends the peer nothing of ours meanwhile.)
+    if (ask) this.#deps.mesh.send(peer, this.#vectorFor(peer));
   }
 
   /** Ops of ours from `from` while a fork is mended: merged, in turn. */
@@ -1228,46 +1261,53 @@ export class Replicator implements MeshApplication {
   }
 
   /**
-   * A snapshot of our own nodes at `seq`, while a fork is mended or when it shows one: the peer
-   * that sent it no longer has the ops to compare stamps with, but a node of ours newer than any
-   * in it is a change it never had. Its nodes are merged, then our numbering moves past it.
+   * A snapshot of our own nodes at `seq` from `from`, while a fork is mended, or when it shows
+   * one: its sender no longer had the ops whose stamps would have told (compacted), but a node
+   * of ours newer than any in it, deleted ones included, is a change it never had. Its nodes are
+   * merged; a snapshot from the peer the fork is mended with, reaching as far as that peer's
+   * history, ends the fork. Answers false when it is no concern of a fork.
    */
-  #receiveOwnSnapshot(seq: number, nodes: StoredNode[]): boolean {
+  #receiveOwnSnapshot(from: string, seq: number, nodes: StoredNode[]): boolean {
     const { store, events, selfId } = this.#deps;
-    let fork = this.#fork;
-    if (!fork) {
+    if (!this.#fork) {
       if (seq <= this.#committed) return false;
       let newest = '';
       for (const n of nodes) if (n.hlc > newest) newest = n.hlc;
-      if (!store.ownerNodes(selfId).some((n) => n.hlc > newest)) return false;
-      this.#mendFork('', seq);
-      fork = this.#fork!;
+      const ours = [...store.ownerNodes(selfId), ...store.ownerTombstones(selfId)];
+      if (!ours.some((n) => n.hlc > newest)) return false;
+      this.#mendFork(from, seq, false);
     }
+    const fork = this.#fork!;
     const merged: StoredNode[] = [];
     store.applyPending(() => {
       for (const n of nodes) {
-        const node = store.mergeState(selfId, n, { hlc: n.hlc, version: n.version, kind: 'update' });
+        const kind = n.deleted ? 'delete' : 'update';
+        const node = store.mergeState(selfId, n, { hlc: n.hlc, version: n.version, kind });
         if (node) merged.push(node);
       }
     });
     this.#commitSoon();
-    for (const node of merged) events.publish({ type: 'node', op: 'update', node: toApi(node) });
-    fork.next = Math.max(fork.next, seq + 1);
-    fork.upTo = Math.max(fork.upTo, seq);
-    this.#endFork();
+    for (const node of merged) {
+      events.publish({ type: 'node', op: node.deleted ? 'delete' : 'update', node: toApi(node) });
+    }
+    if (from === fork.peer && seq >= fork.upTo) {
+      fork.next = seq + 1;
+      this.#endFork();
+    }
     return true;
   }
 
   /**
    * Both histories are merged: our numbering moves past both, durably, with no op in between and
-   * our log dropped, so that every server behind gets a snapshot of our nodes as they are now.
+   * our log floor past it, so that every server behind gets a snapshot of our nodes as they are now.
    */
   #endFork(): void {
     const fork = this.#fork!;
     this.#fork = undefined;
     const { store, selfId } = this.#deps;
     const to = Math.max(this.#committed, fork.upTo) + 1;
-    store.transaction('FULL', () => store.skipOwnerTo(selfId, to));
+    // The stamp of the skip stands for op `to` when peers compare what they hold of us.
+    store.transaction('FULL', () => store.skipOwnerTo(selfId, to, this.#deps.hlc.now()));
     this.#committed = to;
     this.#vv.set(selfId, to);
     this.#heard(selfId, to);
@@ -1341,12 +1381,16 @@ export class Replicator implements MeshApplication {
 
   /** Reads the version vector back from the store (what memory counted was rolled back there). */
   #reloadVector(): void {
-    const ours = this.#vv.get(this.#deps.selfId);
+    const { selfId, store } = this.#deps;
+    const ours = this.#vv.get(selfId);
     this.#vv.clear();
-    for (const [owner, seq] of Object.entries(this.#deps.store.versionVector())) this.#vv.set(owner, seq);
-    // The store counts our commits still waiting for their fsync: we do not, yet.
-    if (ours === undefined) this.#vv.delete(this.#deps.selfId);
-    else this.#vv.set(this.#deps.selfId, ours);
+    for (const [owner, seq] of Object.entries(store.versionVector())) this.#vv.set(owner, seq);
+    // The store counts our commits still waiting for their fsync: we do not, yet. Nor do we count
+    // ops of ours it rolled back (ours coming back from the mesh).
+    const stored = store.ownerState(selfId).applied;
+    if (ours === undefined) this.#vv.delete(selfId);
+    else this.#vv.set(selfId, Math.min(ours, stored));
+    this.#committed = Math.min(this.#committed, stored);
     this.#recentOps.clear();
   }
 
@@ -1417,30 +1461,41 @@ export class Replicator implements MeshApplication {
     this.#deps.mesh.send(from, this.#vectorFor(from));
   }
 
-  #receiveSnapshot(owner: string, seq: number, nodes: StoredNode[], last: boolean): void {
+  #receiveSnapshot(from: string, message: Extract<LinkMessage, { t: 'snap' }>): void {
+    const { owner, seq, last } = message;
     if (this.#deps.retired(owner)) return;
-    let incoming = this.#incoming.get(owner);
+    // Chunks are gathered per sender: two neighbours may be sending one owner at once.
+    const key = `${owner}/${from}`;
+    let incoming = this.#incoming.get(key);
     if (!incoming || incoming.seq !== seq) {
       incoming = { seq, nodes: [] };
-      this.#incoming.set(owner, incoming);
+      this.#incoming.set(key, incoming);
     }
-    incoming.nodes.push(...nodes);
+    incoming.nodes.push(...(message.nodes as StoredNode[]));
+    for (const n of (message.deleted ?? []) as StoredNode[]) incoming.nodes.push({ ...n, deleted: true });
     if (!last) return;
-    this.#incoming.delete(owner);
-    if (owner === this.#deps.selfId && this.#receiveOwnSnapshot(seq, incoming.nodes)) return;
+    this.#incoming.delete(key);
+    const nodes = incoming.nodes;
+    if (owner === this.#deps.selfId && this.#receiveOwnSnapshot(from, seq, nodes)) return;
     if (seq <= (this.#vv.get(owner) ?? 0)) return; // Caught up some other way meanwhile.
     const { store } = this.#deps;
-    store.transaction('NORMAL', () => store.replaceOwner(owner, seq, incoming.nodes));
+    store.transaction('NORMAL', () => store.replaceOwner(owner, seq, nodes, message.hlc));
     this.#vv.set(owner, seq);
     this.#ownOpsBack();
     this.#earlyCount -= this.#early.get(owner)?.size ?? 0;
     this.#early.delete(owner);
     this.#deps.metrics.snapshots.inc({ direction: 'received' });
-    for (const node of incoming.nodes) {
+    for (const node of nodes) {
       const stored = store.node(node.id);
-      if (stored) this.#deps.events.publish({ type: 'node', op: 'update', node: toApi(stored) });
+      if (stored) {
+        this.#deps.events.publish({
+          type: 'node',
+          op: stored.deleted ? 'delete' : 'update',
+          node: toApi(stored),
+        });
+      }
     }
-    // A snapshot carries no tombstones: nodes of ours under one of its deleted nodes go now.
+    // Tombstones collected on the sender are not in it: nodes of ours under them go now.
     this.sweepOrphans();
     this.#wakeWaiters();
     this.#scheduleFlush();

@@ -75,4 +75,9 @@ export const MIGRATIONS: readonly string[] = [
     body  TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 6: the stamp of each owner's last applied op, kept when the log is compacted, so that two
+  // servers can always compare what they hold of an owner (replicator.ts `#stampOf`).
+  `
+  ALTER TABLE owners ADD COLUMN head_hlc TEXT;
+  `,
 ];

@@ -107,12 +107,21 @@ interface NodeRow {
 
 export type ApplyResult = 'applied' | 'duplicate' | 'gap';
 
+/** How far an owner's ops are held here. */
+export interface OwnerState {
+  applied: number;
+  /** The lowest seq still in the log (ops below were compacted away). */
+  logFloor: number;
+  /** The stamp of op `applied`, when known (kept through compaction and snapshots). */
+  headHlc: string | undefined;
+}
+
 export class Store {
   readonly #db: Database.Database;
   readonly #sql;
   #sync: 'FULL' | 'NORMAL' = 'FULL';
   /** `owners` rows, cached: read on every op applied and every send decision. */
-  readonly #owners = new Map<string, { applied: number; logFloor: number }>();
+  readonly #owners = new Map<string, OwnerState>();
   /** The statements of `nodes()`, one per combination of filters, prepared on first use. */
   readonly #listings = new Map<string, Database.Statement<Record<string, string>, NodeRow>>();
   /** Owners whose `applied` changed in the running transaction, their rows not yet written. */
@@ -176,12 +185,16 @@ export class Store {
       opsAfter: db.prepare<[string, number, number, number], { body: string }>(
         'SELECT body FROM ops WHERE owner = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
       ),
-      owners: db.prepare<[], { owner: string; applied: number; log_floor: number }>('SELECT * FROM owners'),
+      owners: db.prepare<[], { owner: string; applied: number; log_floor: number; head_hlc: string | null }>(
+        'SELECT * FROM owners',
+      ),
       setApplied: db.prepare(
-        `INSERT INTO owners (owner, applied, log_floor) VALUES (?, ?, ?)
-         ON CONFLICT (owner) DO UPDATE SET applied = excluded.applied, log_floor = excluded.log_floor`,
+        `INSERT INTO owners (owner, applied, log_floor, head_hlc) VALUES (?, ?, ?, ?)
+         ON CONFLICT (owner) DO UPDATE SET applied = excluded.applied, log_floor = excluded.log_floor,
+           head_hlc = excluded.head_hlc`,
       ),
       ownerNodes: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE owner = ? AND deleted = 0'),
+      ownerTombstones: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE owner = ? AND deleted = 1'),
       deleteOwnerNodes: db.prepare('DELETE FROM nodes WHERE owner = ?'),
       deleteOwnerOps: db.prepare('DELETE FROM ops WHERE owner = ?'),
       retired: db.prepare<[], RetiredServer>('SELECT id, name, by, at FROM retired ORDER BY id'),
@@ -226,13 +239,18 @@ export class Store {
   #loadOwners(): void {
     this.#owners.clear();
     this.#dirtyOwners.clear();
-    for (const r of this.#sql.owners.all())
-      this.#owners.set(r.owner, { applied: r.applied, logFloor: r.log_floor });
+    for (const r of this.#sql.owners.all()) {
+      this.#owners.set(r.owner, {
+        applied: r.applied,
+        logFloor: r.log_floor,
+        headHlc: r.head_hlc ?? undefined,
+      });
+    }
   }
 
-  #setOwner(owner: string, applied: number, logFloor: number): void {
-    this.#sql.setApplied.run(owner, applied, logFloor);
-    this.#owners.set(owner, { applied, logFloor });
+  #setOwner(owner: string, state: OwnerState): void {
+    this.#sql.setApplied.run(owner, state.applied, state.logFloor, state.headHlc ?? null);
+    this.#owners.set(owner, state);
   }
 
   close(): void {
@@ -297,8 +315,8 @@ export class Store {
   #withOwners<T>(fn: () => T): T {
     const result = fn();
     for (const owner of this.#dirtyOwners) {
-      const { applied, logFloor } = this.#owners.get(owner)!;
-      this.#sql.setApplied.run(owner, applied, logFloor);
+      const { applied, logFloor, headHlc } = this.#owners.get(owner)!;
+      this.#sql.setApplied.run(owner, applied, logFloor, headHlc ?? null);
     }
     this.#dirtyOwners.clear();
     return result;
@@ -421,9 +439,9 @@ export class Store {
     return Object.fromEntries([...this.#owners].map(([owner, s]) => [owner, s.applied]));
   }
 
-  /** The applied seq and the lowest seq still in the log of an owner. */
-  ownerState(owner: string): { applied: number; logFloor: number } {
-    return this.#owners.get(owner) ?? { applied: 0, logFloor: 1 };
+  /** The applied seq, the lowest seq still in the log, and the last op's stamp, of an owner. */
+  ownerState(owner: string): OwnerState {
+    return this.#owners.get(owner) ?? { applied: 0, logFloor: 1, headHlc: undefined };
   }
 
   /**
@@ -439,7 +457,7 @@ export class Store {
     // an op on its own gets a transaction of its own.
     if (!this.#db.inTransaction) return this.transaction('FULL', () => this.applyOp(op));
     this.#sql.insertOp.run(op.owner, op.seq, JSON.stringify(op));
-    this.#owners.set(op.owner, { applied: op.seq, logFloor });
+    this.#owners.set(op.owner, { applied: op.seq, logFloor, headHlc: op.hlc });
     this.#dirtyOwners.add(op.owner);
     const n = op.node;
     const meta = JSON.stringify(n.meta);
@@ -505,12 +523,13 @@ export class Store {
   }
 
   /**
-   * Moves `owner`'s numbering on to `seq` with no op in between (inside a transaction): its log
-   * is dropped, so every peer behind gets a snapshot of its nodes (see replicator.ts `#mendFork`).
+   * Moves `owner`'s numbering on to `seq`, stamped `hlc`, with no op in between (inside a
+   * transaction), and its log floor past it, so that every peer behind gets a snapshot of its
+   * nodes (see replicator.ts `#mendFork`). The ops below stay until compaction takes them: their
+   * stamps still tell this history from another.
    */
-  skipOwnerTo(owner: string, seq: number): void {
-    this.#sql.deleteOwnerOps.run(owner);
-    this.#setOwner(owner, seq, seq + 1);
+  skipOwnerTo(owner: string, seq: number, hlc: string): void {
+    this.#setOwner(owner, { applied: seq, logFloor: seq + 1, headHlc: hlc });
     this.#dirtyOwners.delete(owner);
   }
 
@@ -567,11 +586,17 @@ export class Store {
     return this.#sql.ownerNodes.all(owner).map(fromRow);
   }
 
+  /** The deleted nodes of an owner not yet collected (`collectTombstones`), for a snapshot. */
+  ownerTombstones(owner: string): StoredNode[] {
+    return this.#sql.ownerTombstones.all(owner).map(fromRow);
+  }
+
   /**
-   * Replaces everything held of `owner` by a snapshot of its nodes at `seq` (inside a
+   * Replaces everything held of `owner` by a snapshot of its nodes at `seq`, deleted ones
+   * included when the sender sent them, and the stamp of op `seq` when known (inside a
    * transaction). Used when the ops this peer lacks were compacted away on the sender.
    */
-  replaceOwner(owner: string, seq: number, nodes: StoredNode[]): void {
+  replaceOwner(owner: string, seq: number, nodes: StoredNode[], headHlc?: string): void {
     this.#sql.deleteOwnerNodes.run(owner);
     this.#sql.deleteOwnerOps.run(owner);
     for (const n of nodes) {
@@ -585,10 +610,10 @@ export class Store {
         n.value === undefined ? null : JSON.stringify(n.value),
         n.hlc,
         n.version,
-        0,
+        n.deleted ? 1 : 0,
       );
     }
-    this.#setOwner(owner, seq, seq + 1);
+    this.#setOwner(owner, { applied: seq, logFloor: seq + 1, headHlc });
   }
 
   series(id: string, from: number, to: number, limit: number): SeriesPoint[] {
@@ -620,11 +645,11 @@ export class Store {
   compactLog(keep: number): number {
     let removed = 0;
     this.transaction('NORMAL', () => {
-      for (const [owner, { applied, logFloor }] of [...this.#owners]) {
-        const floor = applied - keep + 1;
-        if (floor <= logFloor) continue;
+      for (const [owner, state] of [...this.#owners]) {
+        const floor = state.applied - keep + 1;
+        if (floor <= state.logFloor) continue;
         removed += this.#sql.compactOps.run(owner, floor).changes;
-        this.#setOwner(owner, applied, floor);
+        this.#setOwner(owner, { ...state, logFloor: floor });
       }
     });
     return removed;

@@ -150,6 +150,14 @@ describe('the HTTP API', () => {
       });
       assert.equal(sse.status, 200);
       controller.abort();
+      // …and of the WebSocket clients with a key in the header.
+      const keyed = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${small.apiKey}` } });
+      const first = await new Promise<{ t: string }>((resolve, reject) => {
+        keyed.once('message', (data: Buffer) => resolve(JSON.parse(data.toString())));
+        keyed.once('close', (code) => reject(new Error(`closed ${code}`)));
+      });
+      assert.equal(first.t, 'hello');
+      keyed.terminate();
       for (const ws of idle) ws.terminate();
     } finally {
       await small.kill();

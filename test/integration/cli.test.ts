@@ -71,7 +71,7 @@ describe('the shoal command', () => {
 
     const target = await shoal(['start', '--secret', 'x'.repeat(32), '--beacon-target', 'notanip']);
     assert.equal(target.code, 2);
-    assert.match(target.stderr, /beaconTargets.*notanip.*not an IP address/);
+    assert.match(target.stderr, /beaconTargets.*notanip.*not an IPv4 address/);
 
     // The parser's own errors are one line with the code too.
     const unknownFlag = await shoal(['start', '--colour', 'blue']);
@@ -115,6 +115,7 @@ describe('the shoal command', () => {
     assert.match(version.stdout, /^\d+\.\d+\.\d+/);
     const help = await shoal(['--help']);
     assert.equal(help.code, 0);
+    assert.equal((await shoal(['help', 'start'])).code, 0, 'help asked for, by command');
     for (const command of ['init', 'start', 'demo', 'peers'])
       assert.match(help.stdout, new RegExp(`\\b${command}\\b`));
   });

@@ -828,7 +828,7 @@ describe('forwarded writes', () => {
           });
         },
       ),
-      { numRuns: 60, includeErrorInReport: true },
+      { numRuns: 100, includeErrorInReport: true },
     );
   });
 
@@ -888,7 +888,9 @@ describe('deletes across owners', () => {
       const { a, b, project, dp } = await gardenWithSoil(c);
       c.net.disconnect(a.id, b.id);
       await c.net.resolve(a.nodes.delete(project.id));
-      a.store.compactLog(0); // The tombstone's op is gone: b gets a snapshot without the project.
+      // The tombstone's op is gone, and the tombstone collected: b gets a snapshot without it.
+      a.store.compactLog(0);
+      a.store.collectTombstones(encodeHlc(c.net.time.now() + 1000, 0));
       c.healAll();
       await c.net.settle();
       assert.ok((c.net.stats.delivered.snap ?? 0) > 0, 'a snapshot was sent');
@@ -897,6 +899,21 @@ describe('deletes across owners', () => {
         assert.equal(p.store.node(dp.id)?.deleted, true, `${p.name}: the orphan is deleted by its owner`);
       }
       assert.equal(b.store.counts().nodes, 2, 'the two Server nodes');
+      assertConverged(c.peers);
+    });
+  });
+
+  test('a snapshot carries the deleted nodes not yet collected, as deleted', async () => {
+    await withCluster(2, pair, { seed: 8 }, {}, async (c) => {
+      const { a, b, project, dp } = await gardenWithSoil(c);
+      c.net.disconnect(a.id, b.id);
+      await c.net.resolve(a.nodes.delete(project.id));
+      a.store.compactLog(0);
+      c.healAll();
+      await c.net.settle();
+      assert.ok((c.net.stats.delivered.snap ?? 0) > 0, 'a snapshot was sent');
+      assert.equal(b.store.node(project.id)?.deleted, true, 'the tombstone came with it');
+      for (const p of c.peers) assert.equal(p.store.node(dp.id)?.deleted, true, p.name);
       assertConverged(c.peers);
     });
   });
@@ -1435,8 +1452,23 @@ describe('holding local writes after a start', () => {
         fc.array(fc.boolean(), { minLength: 2, maxLength: 2 }),
         fc.boolean(),
         fc.boolean(),
+        fc.integer({ min: 0, max: 4 }),
+        fc.boolean(),
+        fc.boolean(),
         fc.integer(),
-        async (n, before, lost, alone, away, meetAwayFirst, reboot, seed) => {
+        async (
+          n,
+          before,
+          lost,
+          alone,
+          away,
+          meetAwayFirst,
+          reboot,
+          bLeavesAfter,
+          compact,
+          deleteOld,
+          seed,
+        ) => {
           const all: [number, number][] = [];
           for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) all.push([i, j]);
           await withCluster(n, all, { seed }, {}, async (c) => {
@@ -1455,16 +1487,26 @@ describe('holding local writes after a start', () => {
             backup.transaction('NORMAL', () => {
               for (const p of c.peers) for (const op of a.store.opsAfter(p.id, 0, 1000)) backup.applyOp(op);
             });
-            // Written after the backup: b holds them, and each other server unless away.
+            // Written after the backup: b holds them, and each other server unless away. When a
+            // third server is there to hold them all, b may leave part way (holding fewer).
             const awayPeers = c.peers.slice(2).filter((_, i) => away[i]);
             for (const p of awayPeers) for (const q of c.peers) if (q !== p) c.net.disconnect(p.id, q.id);
+            const fullHolder = c.peers.slice(2).some((_, i) => !away[i]);
+            if (deleteOld && before > 0) {
+              const old = a.store.nodes({ type: 'Project' }).find((x) => x.name === 'before 0')!;
+              await c.net.resolve(a.nodes.delete(old.id));
+              expected.splice(expected.indexOf('before 0'), 1);
+            }
             for (let i = 0; i < lost; i++) {
+              if (fullHolder && i === bLeavesAfter) for (const q of c.peers) c.net.disconnect(b.id, q.id);
               if (i % 2 === 0) {
                 await c.net.resolve(a.nodes.create({ type: 'Project', name: `lost ${i}` }));
                 expected.push(`lost ${i}`);
               } else await c.net.resolve(a.nodes.setValue(point.id, 100 + i));
             }
             await c.net.settle();
+            // Holders whose logs were compacted can only send snapshots.
+            if (compact) for (const p of c.peers.slice(1)) p.store.compactLog(0);
 
             // a's disk dies; its copy comes back, alone or next to the servers that were away.
             restartOn(c, backup);
@@ -1486,6 +1528,9 @@ describe('holding local writes after a start', () => {
               boot(c.net, a, c.peers, DEFAULT_OPTIONS);
               await c.net.runFor(DEFAULT_OPTIONS.restartHoldMs);
             }
+            // b first (it may hold fewer of the lost writes than a third server), then everyone.
+            c.net.connect(a.id, b.id);
+            await c.net.settle();
             c.healAll();
             await c.net.settle();
             for (const p of c.peers) {
@@ -1497,7 +1542,7 @@ describe('holding local writes after a start', () => {
           });
         },
       ),
-      { numRuns: 60, includeErrorInReport: true },
+      { numRuns: 100, includeErrorInReport: true },
     );
   });
 
@@ -1548,6 +1593,38 @@ describe('holding local writes after a start', () => {
       for (const p of c.peers) assert.deepEqual(names(p), ['of b', 'three', 'two'], p.name);
       assertConverged(c.peers);
       assert.equal((await a.metrics.forksMended.get()).values[0]?.value ?? 0, 0, 'no fork');
+    });
+  });
+
+  test('a holder of more of the other history, back after a fork was mended, is found and merged too', async () => {
+    await withCluster(3, TRIANGLE, { seed: 36 }, {}, async (c) => {
+      const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
+      await c.net.settle();
+      const backup = new Store(':memory:');
+      backup.transaction('NORMAL', () => {
+        for (const op of a.store.opsAfter(a.id, 0, 1000)) backup.applyOp(op);
+      });
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'two' }));
+      await c.net.settle();
+      // b goes; c gets one more.
+      c.net.disconnect(a.id, b.id);
+      c.net.disconnect(b.id, cc.id);
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'three' }));
+      await c.net.settle();
+      c.net.disconnect(a.id, cc.id);
+      // a's copy, alone, writes; then meets b (mended), and only later c, who holds more.
+      restartOn(c, backup);
+      await c.net.runFor(DEFAULT_OPTIONS.restartHoldMs);
+      await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
+      c.net.connect(a.id, b.id);
+      await c.net.settle();
+      assert.deepEqual(names(a), ['four', 'one', 'two']);
+      c.healAll();
+      await c.net.settle();
+      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'one', 'three', 'two'], p.name);
+      assertConverged(c.peers);
+      assert.equal((await a.metrics.forksMended.get()).values[0]?.value, 2, 'two forks mended');
     });
   });
 

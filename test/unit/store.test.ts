@@ -33,6 +33,13 @@ const OWNER_C = 'cccccccc-0000-4000-8000-000000000003';
 const OWNERS = [OWNER_A, OWNER_B, OWNER_C];
 
 /** A UUID-shaped node id from a small number, so failures read well. */
+
+/** How far an owner is applied, and where its log starts (ownerState without the stamp). */
+function held(store: Store, owner: string): { applied: number; logFloor: number } {
+  const { applied, logFloor } = store.ownerState(owner);
+  return { applied, logFloor };
+}
+
 function nid(n: number): string {
   return `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
 }
@@ -88,8 +95,9 @@ describe('Store: applying ops', () => {
     assert.equal(store.applyOp({ ...a1, node: state(nid(1), null, { name: 'replayed' }) }), 'duplicate');
     assert.equal(store.node(nid(1))?.name, 'renamed');
     assert.equal(store.node(nid(1))?.version, 2);
-    assert.deepEqual(store.ownerState(OWNER_A), { applied: 2, logFloor: 1 });
-    assert.deepEqual(store.ownerState(OWNER_B), { applied: 0, logFloor: 1 }, 'an unknown owner');
+    assert.deepEqual(held(store, OWNER_A), { applied: 2, logFloor: 1 });
+    assert.equal(store.ownerState(OWNER_A).headHlc, a2.hlc, 'the stamp of the last op applied');
+    assert.deepEqual(held(store, OWNER_B), { applied: 0, logFloor: 1 }, 'an unknown owner');
     store.close();
   });
 
@@ -510,13 +518,13 @@ describe('Store: snapshots, compaction, tombstones', () => {
     assert.equal(store.node(nid(4))?.value, 12);
     assert.equal(store.node(nid(4))?.updatedAt, new Date(T0 + 10).toISOString());
     assert.deepEqual(store.opsAfter(OWNER_A, 0, 100), []);
-    assert.deepEqual(store.ownerState(OWNER_A), { applied: 10, logFloor: 11 });
-    assert.deepEqual(store.ownerState(OWNER_B), { applied: 1, logFloor: 1 }, 'other owners untouched');
+    assert.deepEqual(held(store, OWNER_A), { applied: 10, logFloor: 11 });
+    assert.deepEqual(held(store, OWNER_B), { applied: 1, logFloor: 1 }, 'other owners untouched');
     assert.equal(store.node(nid(9))?.owner, OWNER_B);
     assert.equal(store.applyOp(op(OWNER_A, 10, 'update', state(nid(1), null))), 'duplicate');
     assert.equal(store.applyOp(op(OWNER_A, 12, 'update', state(nid(1), null))), 'gap');
     assert.equal(store.applyOp(op(OWNER_A, 11, 'update', state(nid(1), null, { name: 'n11' }))), 'applied');
-    assert.deepEqual(store.ownerState(OWNER_A), { applied: 11, logFloor: 11 });
+    assert.deepEqual(held(store, OWNER_A), { applied: 11, logFloor: 11 });
     assert.deepEqual(
       store.opsAfter(OWNER_A, 0, 100).map((o) => o.seq),
       [11],
@@ -548,7 +556,7 @@ describe('Store: snapshots, compaction, tombstones', () => {
             counts.forEach((applied, o) => {
               const owner = OWNERS[o]!;
               if (applied === 0) return;
-              assert.deepEqual(store.ownerState(owner), { applied, logFloor: floor[o] });
+              assert.deepEqual(held(store, owner), { applied, logFloor: floor[o] });
               const seqs = store.opsAfter(owner, 0, 1000).map((x) => x.seq);
               assert.deepEqual(
                 seqs,
@@ -574,7 +582,7 @@ describe('Store: snapshots, compaction, tombstones', () => {
     w.write(OWNER_B, 'delete', state(nid(8), null), T0 + 2); // B seq 2, B's log never compacted
     assert.equal(store.collectTombstones(encodeHlc(T0 + 1000, 0)), 0, 'every op is still in the log');
     store.compactLog(2); // A's floor 6: the op of the first delete (seq 5) has left the log
-    assert.deepEqual(store.ownerState(OWNER_A), { applied: 7, logFloor: 6 });
+    assert.deepEqual(held(store, OWNER_A), { applied: 7, logFloor: 6 });
     assert.equal(store.collectTombstones(encodeHlc(T0 + 5, 0)), 0, 'too recent');
     assert.equal(store.collectTombstones(encodeHlc(T0 + 1000, 0)), 1);
     assert.equal(store.node(nid(1)), undefined);
@@ -703,7 +711,7 @@ describe('Store: the database file', () => {
 
     const again = new Store(file);
     assert.deepEqual(again.versionVector(), { [OWNER_A]: 2, [OWNER_B]: 1 });
-    assert.deepEqual(again.ownerState(OWNER_A), { applied: 2, logFloor: 2 });
+    assert.deepEqual(held(again, OWNER_A), { applied: 2, logFloor: 2 });
     assert.deepEqual(
       again.nodes().map((n) => n.id),
       [nid(1), nid(2)],
@@ -778,5 +786,76 @@ describe('Store: the database file', () => {
       () => new Store(file),
       (err: unknown) => err instanceof ShoalError && err.code === 'SHOAL_DATA_DIR',
     );
+  });
+});
+
+describe("Store: what a fork of an owner's numbering needs (replicator.ts #mendFork)", () => {
+  test('the stamp of the last op survives compaction, and comes with a snapshot', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    w.write(OWNER_A, 'create', state(nid(1), null), T0 + 1);
+    const last = w.write(OWNER_A, 'update', state(nid(1), null, { name: 'b' }), T0 + 2);
+    store.compactLog(0);
+    assert.deepEqual(store.opsAfter(OWNER_A, 0, 10), []);
+    assert.equal(store.ownerState(OWNER_A).headHlc, last.hlc);
+    store.transaction('NORMAL', () =>
+      store.replaceOwner(
+        OWNER_B,
+        5,
+        [
+          {
+            ...toApi(store.node(nid(1))!),
+            id: nid(5),
+            owner: OWNER_B,
+            hlc: encodeHlc(T0 + 5, 0),
+            deleted: true,
+          },
+        ],
+        encodeHlc(T0 + 5, 0),
+      ),
+    );
+    assert.equal(store.ownerState(OWNER_B).headHlc, encodeHlc(T0 + 5, 0));
+    assert.equal(store.node(nid(5))?.deleted, true, 'a deleted node of a snapshot stays a tombstone');
+    store.close();
+  });
+
+  test('skipOwnerTo moves the numbering and the floor on, keeping the ops below for their stamps', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    w.write(OWNER_A, 'create', state(nid(1), null), T0 + 1);
+    w.write(OWNER_A, 'update', state(nid(1), null, { name: 'b' }), T0 + 2);
+    store.transaction('FULL', () => store.skipOwnerTo(OWNER_A, 9, encodeHlc(T0 + 9, 0)));
+    assert.deepEqual(store.ownerState(OWNER_A), { applied: 9, logFloor: 10, headHlc: encodeHlc(T0 + 9, 0) });
+    assert.deepEqual(
+      store.opsAfter(OWNER_A, 0, 10).map((o) => o.seq),
+      [1, 2],
+    );
+    assert.equal(store.applyOp(op(OWNER_A, 10, 'update', state(nid(1), null, { name: 'c' }))), 'applied');
+    store.close();
+  });
+
+  test('mergeState: a newer state wins, an older one changes nothing; a reading is kept once', () => {
+    const store = new Store(':memory:');
+    const w = new Writer(store);
+    const dp = (value: number): NodeState => state(nid(1), null, { type: 'DataPoint', value });
+    w.write(OWNER_A, 'create', dp(1), T0 + 10);
+    const older = { hlc: encodeHlc(T0 + 5, 0), version: 7, kind: 'value' as const };
+    assert.equal(
+      store.transaction('NORMAL', () => store.mergeState(OWNER_A, dp(5), older)),
+      undefined,
+    );
+    assert.equal(store.node(nid(1))?.value, 1, 'the older state lost');
+    const newer = { hlc: encodeHlc(T0 + 20, 0), version: 8, kind: 'value' as const };
+    const won = store.transaction('NORMAL', () => store.mergeState(OWNER_A, dp(20), newer));
+    assert.equal(won?.value, 20);
+    store.transaction('NORMAL', () => store.mergeState(OWNER_A, dp(20), newer)); // Again: no second reading.
+    assert.deepEqual(
+      store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 10).map((p) => p.value),
+      [5, 1, 20],
+      'the readings of both histories, once each',
+    );
+    const gone = { hlc: encodeHlc(T0 + 30, 0), version: 9, kind: 'delete' as const };
+    assert.equal(store.transaction('NORMAL', () => store.mergeState(OWNER_A, dp(20), gone))?.deleted, true);
+    store.close();
   });
 });
