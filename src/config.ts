@@ -64,6 +64,7 @@ export const ConfigSchema = Type.Object(
     apiRatePerSecond: Type.Number({ minimum: 1, maximum: 1_000_000 }),
     apiBurst: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
     apiRateSources: Type.Integer({ minimum: 16, maximum: 1_000_000 }),
+    maxConnections: Type.Integer({ minimum: 16, maximum: 1_000_000 }),
     eventClientBufferBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024 }),
     maxBodyBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024 }),
     maxNodeBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
@@ -209,6 +210,9 @@ export const DEFAULTS: Config = {
   apiBurst: 1000,
   /** Client addresses the API rate limit tracks at once; the least recently heard is forgotten. */
   apiRateSources: 4096,
+  /** Open TCP connections to the HTTP port (API, dashboard, event streams, peer links) at once;
+   * more are closed as they come. Each holds a file descriptor. */
+  maxConnections: 1024,
   /** Bytes queued for one event-stream client beyond which the client is too slow and is
    * disconnected (it reconnects and catches up) rather than buffering without bound. */
   eventClientBufferBytes: 4 * 1024 * 1024,

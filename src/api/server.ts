@@ -73,6 +73,7 @@ export interface ApiOptions {
   apiRatePerSecond: number;
   apiBurst: number;
   apiRateSources: number;
+  maxConnections: number;
 }
 
 export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<FastifyInstance> {
@@ -91,6 +92,10 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       (reply as FastifyReply).status(400).send(new ShoalError('SHOAL_BAD_REQUEST', err.message).toJSON());
     },
   });
+  // Every open connection holds a file descriptor: past this many, new ones are closed at once
+  // (peer links and event streams included), so a flood of idle connections cannot use up the
+  // descriptors the server needs for anything else.
+  app.server.maxConnections = options.maxConnections;
   // An empty body sent as JSON (a DELETE from a client that always sets the content type) is no
   // body, not invalid JSON; anything else is parsed as before, __proto__ keys refused.
   const parseJson = app.getDefaultJsonParser('error', 'error');

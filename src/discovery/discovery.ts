@@ -176,9 +176,18 @@ export class Discovery {
 
   #broadcast(kind: BeaconKindName): void {
     const port = this.#options.beaconPort;
+    let targets: string[];
+    try {
+      targets = this.#options.targets();
+    } catch (err) {
+      // Listing the interfaces can fail (no file descriptor left): this beacon is skipped, the
+      // next one tries again. From a timer, a throw would end the process.
+      this.#deps.log.warn({ err: (err as Error).message }, 'no beacon targets this time');
+      return;
+    }
     this.#send(
       kind,
-      this.#options.targets().map((address) => ({ address, port })),
+      targets.map((address) => ({ address, port })),
     );
   }
 

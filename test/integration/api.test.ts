@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
@@ -184,6 +185,41 @@ describe('the HTTP API', () => {
       assert.ok(sample(await slow.metrics(), 'shoal_api_requests_limited_total') >= 1);
     } finally {
       await slow.kill();
+    }
+  });
+
+  test('connections past maxConnections are closed as they come; the peer stays up', async () => {
+    const small = await cluster.start({ name: 'few', config: { maxConnections: 16 } });
+    const port = Number(new URL(small.url).port);
+    const sockets: Socket[] = [];
+    try {
+      // Idle connections that never finish their request, as a flood would open.
+      let closedAtOnce = 0;
+      await Promise.all(
+        Array.from({ length: 40 }, async () => {
+          const socket = createConnection({ host: '127.0.0.1', port });
+          sockets.push(socket);
+          socket.on('error', () => {});
+          socket.write('GET /api/v1/health HTTP/1.1\r\nHost: x\r\n');
+          await new Promise<void>((resolve) => {
+            socket.once('close', () => {
+              closedAtOnce++;
+              resolve();
+            });
+            setTimeout(resolve, 500);
+          });
+        }),
+      );
+      assert.ok(closedAtOnce >= 40 - 16, `${closedAtOnce} of 40 closed at once`);
+      for (const socket of sockets) socket.destroy();
+      await waitFor(
+        'the API to answer again',
+        async () => (await api(small, 'GET', '/api/v1/health')).status === 200,
+      );
+      assert.ok(small.alive, 'the peer is up');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await small.kill();
     }
   });
 

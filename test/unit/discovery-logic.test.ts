@@ -264,6 +264,24 @@ describe('Discovery: what is sent', () => {
     await a.discovery.stop();
   });
 
+  test('targets that cannot be listed (no file descriptor left) skip a beacon, not the process', async () => {
+    const net = new Lan();
+    const sniffer = await net.raw('10.0.1.99');
+    let fail = true;
+    const targets = (): string[] => {
+      if (fail) throw new Error('uv_interface_addresses returned Unknown system error 24');
+      return ['10.0.1.255'];
+    };
+    const a = net.peer('10.0.0.1', { random: scriptedRandom(0.5), options: { targets } });
+    await a.discovery.start();
+    net.flush();
+    assert.equal(beaconsAt(sniffer).length, 0, 'skipped');
+    fail = false;
+    net.clock.advance(1000);
+    assert.equal(beaconsAt(sniffer, 'hello').length, 1, 'the next one goes out');
+    await a.discovery.stop();
+  });
+
   test('stop() beacons bye once, stops the interval and the transport; twice is safe', async () => {
     const net = new Lan();
     const sniffer = await net.raw('10.0.0.99');
