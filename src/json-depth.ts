@@ -18,3 +18,21 @@ export function deeperThan(value: unknown, limit: number): boolean {
   }
   return false;
 }
+
+/**
+ * What keeps `value` from being written as JSON and read back the same, or undefined: nesting
+ * deeper than `maxDepth`, or a number JSON cannot carry (1e400 parses to Infinity, which is
+ * written as null).
+ */
+export function jsonProblem(value: unknown, maxDepth: number): string | undefined {
+  if (deeperThan(value, maxDepth)) return `nested deeper than ${maxDepth} levels (maxJsonDepth)`;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const item = stack.pop();
+    if (typeof item === 'number' && !Number.isFinite(item))
+      return 'holds a number JSON cannot carry (too large)';
+    if (typeof item === 'object' && item !== null)
+      stack.push(...(Array.isArray(item) ? item : Object.values(item)));
+  }
+  return undefined;
+}

@@ -48,7 +48,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Clock, HybridClock } from '../clock.ts';
 import { ERRORS, type ErrorCode, ShoalError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
-import { deeperThan } from '../json-depth.ts';
+import { jsonProblem } from '../json-depth.ts';
 import { encodeMessage, type LinkMessage, type WriteRequest } from '../link/messages.ts';
 import type { Logger } from '../log.ts';
 import type { MeshApplication } from '../mesh/mesh.ts';
@@ -152,6 +152,7 @@ const MAX_HOPS = 16;
 const GAP_REQUEST_MS = 250;
 const LAG_POLL_MS = 20;
 const RECENT_RESULTS = 4096;
+const MERGED_STAMPS = 100_000;
 /** Ops per owner kept in memory for sending (between this and twice this). */
 const RECENT_OPS = 5000;
 
@@ -172,6 +173,11 @@ export class Replicator implements MeshApplication {
   #fork: { peer: string; next: number; upTo: number } | undefined;
   /** A holder of more such ops, heard of while a fork was being mended: mended next. */
   #nextFork: { peer: string; upTo: number } | undefined;
+  /**
+   * Stamps of the other history's ops merged in this run, by seq (the last MERGED_STAMPS): a
+   * peer that holds one of them holds nothing we have not merged, and needs no mend.
+   */
+  readonly #mergedStamps = new Map<number, string>();
   /** Our ops committed but not yet known durable, in order. */
   readonly #undurable: Op[] = [];
   /** What to do when those are durable, or their fsync failed: per commit, in order. */
@@ -353,10 +359,22 @@ export class Replicator implements MeshApplication {
    */
   async write(owner: string, req: WriteRequest): Promise<WriteOutcome> {
     if (owner === this.#deps.selfId) return this.#local(req);
-    // Checked here too: a value too deep to write could not even be forwarded.
+    // Checked here too: a value too deep to write could not even be forwarded, and one larger
+    // than a node may be would make a link message too large for the link.
     const node = req.kind === 'create' ? req.node : req;
-    if ('meta' in node) this.#checkDepth('meta', node.meta);
-    if ('value' in node) this.#checkDepth('value', node.value);
+    let bytes = 0;
+    for (const field of ['meta', 'value'] as const) {
+      if (!(field in node)) continue;
+      const value = (node as { meta?: unknown; value?: unknown })[field];
+      this.#checkDepth(field, value);
+      bytes += typeof value === 'string' ? value.length : Buffer.byteLength(JSON.stringify(value) ?? '');
+    }
+    if (bytes > this.#options.maxNodeBytes) {
+      throw new ShoalError(
+        'SHOAL_TOO_LARGE',
+        `${bytes} bytes of meta and value, more than a node may hold (maxNodeBytes ${this.#options.maxNodeBytes})`,
+      );
+    }
     return this.#forward(owner, req);
   }
 
@@ -747,8 +765,9 @@ export class Replicator implements MeshApplication {
         const problem = valueProblem((current.meta.kind as DataPointKind | undefined) ?? 'number', req.value);
         if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', problem);
         state.value = req.value;
-        // (A number or a boolean adds nothing to what was checked when the meta was set.)
+        // (A number or a boolean adds a few bytes to what was checked when the meta was set.)
         if (typeof req.value === 'object' || typeof req.value === 'string') this.#checkSize(state);
+        else this.#checkDepth('value', req.value); // 1e400 of a json data point: Infinity.
         return [op('value', state)];
       }
       case 'delete': {
@@ -780,13 +799,8 @@ export class Replicator implements MeshApplication {
   }
 
   #checkDepth(field: string, value: unknown): void {
-    const { maxJsonDepth } = this.#options;
-    if (deeperThan(value, maxJsonDepth)) {
-      throw new ShoalError(
-        'SHOAL_BAD_REQUEST',
-        `${field}: nested deeper than ${maxJsonDepth} levels (maxJsonDepth)`,
-      );
-    }
+    const problem = jsonProblem(value, this.#options.maxJsonDepth);
+    if (problem) throw new ShoalError('SHOAL_BAD_REQUEST', `${field}: ${problem}`);
   }
 
   #checkNode(n: NodeState): void {
@@ -1205,7 +1219,9 @@ export class Replicator implements MeshApplication {
    */
   #checkOwnHistory(peer: string, yours: { seq: number; hlc: string }, upTo: number): void {
     const held = this.#stampOf(this.#deps.selfId, yours.seq);
-    if (held !== undefined && held !== yours.hlc) this.#mendFork(peer, Math.max(upTo, yours.seq));
+    if (held === undefined || held === yours.hlc) return;
+    if (this.#mergedStamps.get(yours.seq) === yours.hlc && upTo <= this.#committed) return;
+    this.#mendFork(peer, Math.max(upTo, yours.seq));
   }
 
   /**
@@ -1249,6 +1265,10 @@ export class Replicator implements MeshApplication {
         // Out of turn (sent before our vector came) or from another peer: it comes again.
         if (!fork || fork.peer !== from || op.seq !== fork.next) continue;
         fork.next++;
+        this.#mergedStamps.set(op.seq, op.hlc);
+        if (this.#mergedStamps.size > MERGED_STAMPS) {
+          this.#mergedStamps.delete(this.#mergedStamps.keys().next().value!);
+        }
         const node = store.mergeState(selfId, op.node, { hlc: op.hlc, version: op.seq, kind: op.kind });
         if (node) merged.push(node);
       }

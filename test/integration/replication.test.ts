@@ -314,6 +314,10 @@ describe('replication across three peers', () => {
       });
       assert.equal(big.status, 413);
       assert.equal(big.body.error.code, 'SHOAL_TOO_LARGE');
+      // A number JSON cannot carry (it would be stored as null).
+      const huge = await rawRequest(peer, 'PUT', `/api/v1/nodes/${blob.id}/value`, '{"value":[1e400]}');
+      assert.equal(huge.status, 400, huge.body);
+      assert.match(huge.body, /number JSON cannot carry/);
     }
     for (const peer of peers) assert.equal((await api(peer, 'GET', '/api/v1/health')).status, 200);
     const renamed = await api<ShoalNode>(a, 'PATCH', `/api/v1/nodes/${point.id}`, {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { deeperThan } from '../../src/json-depth.ts';
+import { deeperThan, jsonProblem } from '../../src/json-depth.ts';
 
 /** The nesting depth, recursively: a scalar is 0, `[]` and `{}` are 1. */
 function depth(value: unknown): number {
@@ -20,6 +20,19 @@ describe('deeperThan', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  test('property: jsonProblem passes what JSON carries as it is, and names what it does not', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
+        assert.equal(jsonProblem(value, 32), undefined);
+        assert.deepEqual(JSON.parse(JSON.stringify(value)), value);
+      }),
+      { numRuns: 300 },
+    );
+    assert.match(String(jsonProblem({ a: [1, Number.POSITIVE_INFINITY] }, 32)), /number JSON cannot carry/);
+    assert.match(String(jsonProblem(Number.NaN, 32)), /number JSON cannot carry/);
+    assert.match(String(jsonProblem([[[]]], 2)), /nested deeper than 2/);
   });
 
   test('a value deeper than the call stack is measured without recursion', () => {
