@@ -68,6 +68,8 @@ export const ConfigSchema = Type.Object(
     eventClientBufferBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024 }),
     maxBodyBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024 }),
     maxNodeBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
+    opCacheBytes: Type.Integer({ minimum: 65536, maximum: 1024 * 1024 * 1024 }),
+    maxPendingWriteBytes: Type.Integer({ minimum: 65536, maximum: 1024 * 1024 * 1024 }),
     maxJsonDepth: Type.Integer({ minimum: 1, maximum: 200 }),
     maxSeriesBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024 }),
     storeSync: Type.Union([Type.Literal('full'), Type.Literal('normal')]),
@@ -222,6 +224,13 @@ export const DEFAULTS: Config = {
    * node carries its whole state; a link message holds at least one op, so this stays below half
    * of maxFrameBytes. */
   maxNodeBytes: 256 * 1024,
+  /** The newest ops of an owner this server sends on (its own; others' when it relays) are kept
+   * in memory, so sending them reads no disk: this many bytes of them at most, per owner. */
+  opCacheBytes: 4 * 1024 * 1024,
+  /** Bytes (values and meta) of local writes waiting to be answered beyond which new ones get
+   * 503 SHOAL_OVERLOADED, as with maxPendingWrites: a burst of large values is held back, not
+   * buffered until the heap is full. */
+  maxPendingWriteBytes: 64 * 1024 * 1024,
   /** How deep a node's meta or value, or a trigger's payload, may nest arrays and objects (400
    * deeper): JSON.stringify recurses, and a value thousands of levels deep cannot be written. */
   maxJsonDepth: 32,

@@ -177,6 +177,8 @@ export class Peer {
         batchBytes: Math.floor(config.maxFrameBytes / 2),
         maxJsonDepth: config.maxJsonDepth,
         maxNodeBytes: config.maxNodeBytes,
+        opCacheBytes: config.opCacheBytes,
+        maxPendingWriteBytes: config.maxPendingWriteBytes,
         batchMs: config.replicationBatchMs,
         replicaCommitMs: config.replicaCommitMs,
         maxPendingOps: config.maxPendingOps,

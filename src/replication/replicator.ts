@@ -115,6 +115,11 @@ export interface ReplicatorOptions {
   maxJsonDepth: number;
   /** How large a node's state may be as JSON (Config.maxNodeBytes). */
   maxNodeBytes: number;
+  /** Bytes of one owner's newest ops kept in memory for sending (Config.opCacheBytes). */
+  opCacheBytes: number;
+  /** Bytes of local writes waiting to be answered beyond which new ones get 503
+   * (Config.maxPendingWriteBytes). */
+  maxPendingWriteBytes: number;
   /** The least time between two flushes (Config.replicationBatchMs). */
   batchMs: number;
   /** How long replicated ops may wait for their commit (Config.replicaCommitMs). */
@@ -152,6 +157,32 @@ const MAX_HOPS = 16;
 const GAP_REQUEST_MS = 250;
 const LAG_POLL_MS = 20;
 const RECENT_RESULTS = 4096;
+
+/**
+ * About how many bytes a write holds: its value and meta as JSON (a number or a flag: 8; a value
+ * too deep to write: 0, as `#opsFor` refuses it).
+ */
+function requestBytes(req: WriteRequest): number {
+  const sizeOf = (value: unknown): number => {
+    if (typeof value === 'string') return value.length;
+    if (typeof value !== 'object' || value === null) return 8;
+    try {
+      return JSON.stringify(value).length;
+    } catch {
+      return 0;
+    }
+  };
+  switch (req.kind) {
+    case 'create':
+      return sizeOf(req.node.meta) + sizeOf(req.node.value) + req.node.name.length;
+    case 'update':
+      return sizeOf(req.meta) + (req.name?.length ?? 0);
+    case 'value':
+      return sizeOf(req.value);
+    case 'delete':
+      return 8;
+  }
+}
 const MERGED_STAMPS = 100_000;
 /** Ops per owner kept in memory for sending (between this and twice this). */
 const RECENT_OPS = 5000;
@@ -187,6 +218,8 @@ export class Replicator implements MeshApplication {
   #diskFailure: Error | undefined;
   /** Local writes committed and waiting for their fsync (they count towards maxPendingWrites). */
   #awaitingSync = 0;
+  /** About how many bytes the local writes not yet answered hold (`requestBytes`). */
+  #pendingBytes = 0;
   /** Per direct peer: per owner, the seq that peer is known to have. Undefined until its vv. */
   readonly #cursors = new Map<string, Map<string, number> | undefined>();
   /** Per owner, the direct peers that get its ops from us (`#serves`), while links stay put. */
@@ -222,6 +255,8 @@ export class Replicator implements MeshApplication {
   readonly #incoming = new Map<string, { seq: number; nodes: StoredNode[] }>();
   readonly #queue: Pending[] = [];
   readonly #recentOps = new Map<string, Op[]>();
+  /** Bytes (as stored) of the ops in `#recentOps`, per owner. */
+  readonly #recentBytes = new Map<string, number>();
   #commitScheduled = false;
   #flushScheduled = false;
   /** The owners the next flush looks at: every one, or only those with ops applied since the last. */
@@ -492,8 +527,38 @@ export class Replicator implements MeshApplication {
         ),
       );
     }
+    // Bytes too: a burst of large values held in the queue filled a small heap. (One write is
+    // always taken, whatever its size: maxNodeBytes bounds it.)
+    const bytes = requestBytes(req);
+    if (this.#pendingBytes > 0 && this.#pendingBytes + bytes > this.#options.maxPendingWriteBytes) {
+      this.#deps.metrics.writesRefused.inc({ reason: 'overloaded' });
+      return Promise.reject(
+        new ShoalError(
+          'SHOAL_OVERLOADED',
+          `more than ${this.#options.maxPendingWriteBytes} bytes of writes are waiting (maxPendingWriteBytes); retry shortly`,
+        ),
+      );
+    }
+    this.#pendingBytes += bytes;
+    let settled = false;
+    const release = (): void => {
+      if (settled) return;
+      settled = true;
+      this.#pendingBytes -= bytes;
+    };
     return new Promise((resolve, reject) => {
-      const pending: Pending = { req, resolve, reject, heldAtMostMs };
+      const pending: Pending = {
+        req,
+        resolve: (outcome) => {
+          release();
+          resolve(outcome);
+        },
+        reject: (err) => {
+          release();
+          reject(err);
+        },
+        heldAtMostMs,
+      };
       this.#queue.push(pending);
       if (this.#holding) this.#refuseWhenOverdue(pending);
       else this.#scheduleCommit();
@@ -993,13 +1058,26 @@ export class Replicator implements MeshApplication {
       return;
     }
     let recent = this.#recentOps.get(op.owner);
-    if (!recent) {
+    let bytes = this.#recentBytes.get(op.owner) ?? 0;
+    if (!recent || (recent.length > 0 && recent[recent.length - 1]!.seq + 1 !== op.seq)) {
       recent = [];
+      bytes = 0;
       this.#recentOps.set(op.owner, recent);
     }
-    if (recent.length > 0 && recent[recent.length - 1]!.seq + 1 !== op.seq) recent.length = 0;
     recent.push(op);
-    if (recent.length > RECENT_OPS * 2) recent.splice(0, recent.length - RECENT_OPS);
+    const { store } = this.#deps;
+    const { opCacheBytes } = this.#options;
+    bytes += store.opBytes(op);
+    // At most RECENT_OPS * 2 ops and opCacheBytes: large nodes make every op large (each carries
+    // its node's whole state), and thousands of them filled a small heap. Trimmed to RECENT_OPS
+    // ops and half of opCacheBytes, the newest kept (one at least).
+    if (recent.length > RECENT_OPS * 2 || bytes > opCacheBytes) {
+      let drop = Math.max(0, recent.length - RECENT_OPS);
+      for (let i = 0; i < drop; i++) bytes -= store.opBytes(recent[i]!);
+      while (drop < recent.length - 1 && bytes > opCacheBytes / 2) bytes -= store.opBytes(recent[drop++]!);
+      recent.splice(0, drop);
+    }
+    this.#recentBytes.set(op.owner, bytes);
   }
 
   /**
@@ -1559,7 +1637,12 @@ export class Replicator implements MeshApplication {
     let outcome = this.#recent.get(message.rid);
     if (!outcome) {
       outcome = this.#local(message.req, this.#options.forwardTimeoutMs / 2);
-      this.#recent.set(message.rid, outcome);
+      // Kept for a retry of the same request without the node (a retry's asker reads its own
+      // copy): thousands of large nodes held here filled a small heap. (Its rejection is the
+      // retry's to see; it is marked handled here.)
+      const kept = outcome.then((o) => ({ seq: o.seq, node: undefined }));
+      kept.catch(() => {});
+      this.#recent.set(message.rid, kept);
       if (this.#recent.size > RECENT_RESULTS) this.#recent.delete(this.#recent.keys().next().value!);
     }
     outcome.then(

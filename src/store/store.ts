@@ -122,6 +122,8 @@ export class Store {
   #sync: 'FULL' | 'NORMAL' = 'FULL';
   /** `owners` rows, cached: read on every op applied and every send decision. */
   readonly #owners = new Map<string, OwnerState>();
+  /** The size of each op applied here, as stored (`opBytes`), while the op is held anywhere. */
+  readonly #opBytes = new WeakMap<Op, number>();
   /** The statements of `nodes()`, one per combination of filters, prepared on first use. */
   readonly #listings = new Map<string, Database.Statement<Record<string, string>, NodeRow>>();
   /** Owners whose `applied` changed in the running transaction, their rows not yet written. */
@@ -456,7 +458,9 @@ export class Store {
     // The owners row is written once at the end of a transaction (#withOwners), not once per op:
     // an op on its own gets a transaction of its own.
     if (!this.#db.inTransaction) return this.transaction('FULL', () => this.applyOp(op));
-    this.#sql.insertOp.run(op.owner, op.seq, JSON.stringify(op));
+    const body = JSON.stringify(op);
+    this.#sql.insertOp.run(op.owner, op.seq, body);
+    this.#opBytes.set(op, body.length);
     this.#owners.set(op.owner, { applied: op.seq, logFloor, headHlc: op.hlc });
     this.#dirtyOwners.add(op.owner);
     const n = op.node;
@@ -550,6 +554,11 @@ export class Store {
       this.#sql.clearKnownPeers.run();
       for (const peer of peers) this.#sql.saveKnownPeer.run(peer.record.id, JSON.stringify(peer));
     });
+  }
+
+  /** About how many bytes `op` takes (its stored JSON, when it was applied here). */
+  opBytes(op: Op): number {
+    return this.#opBytes.get(op) ?? JSON.stringify(op).length;
   }
 
   /** The servers retired from the mesh, by id. */

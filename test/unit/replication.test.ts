@@ -90,6 +90,8 @@ const DEFAULT_OPTIONS: ReplicatorOptions = {
   batchBytes: 2 * 1024 * 1024,
   maxJsonDepth: 32,
   maxNodeBytes: 256 * 1024,
+  opCacheBytes: 4 * 1024 * 1024,
+  maxPendingWriteBytes: 64 * 1024 * 1024,
   // Batching on: flushes of a busy peer are gathered, as with the default settings.
   batchMs: 1,
   // As by default: replicated ops are committed a little after they are applied.
@@ -1836,7 +1838,9 @@ describe('bad input at the owner and on the links', () => {
 
   test('ops and snapshot messages are held to batchBytes, however large the nodes, and still converge', async () => {
     const batchBytes = 20_000;
-    await withCluster(2, [[0, 1]], { seed: 43 }, { batchBytes, batchOps: 1000 }, async (c) => {
+    // A small op cache too: what it no longer holds is read from the log.
+    const options = { batchBytes, batchOps: 1000, opCacheBytes: 65_536 };
+    await withCluster(2, [[0, 1]], { seed: 43 }, options, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
       c.net.disconnect(a.id, b.id);
       for (let i = 0; i < 12; i++) {
@@ -1861,6 +1865,31 @@ describe('bad input at the owner and on the links', () => {
       assertConverged(c.peers);
       assert.ok((c.net.stats.sent.snap ?? 0) > 1, 'the snapshot came in several messages');
       assert.ok(c.net.stats.largest.snap! <= batchBytes, `snap message of ${c.net.stats.largest.snap} bytes`);
+    });
+  });
+
+  test('writes holding more than maxPendingWriteBytes at once are refused with 503, one at least taken', async () => {
+    await withCluster(2, [[0, 1]], { seed: 44 }, { maxPendingWriteBytes: 65_536 }, async (c) => {
+      const [a] = c.peers as [SimPeer, SimPeer];
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 's', meta: { kind: 'string' } }),
+      );
+      const big = (i: number) => `${i}`.padEnd(30_000, 'x');
+      const results = await c.net.resolve(
+        Promise.allSettled([0, 1, 2, 3].map((i) => a.nodes.setValue(point.id, big(i)))),
+      );
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['fulfilled', 'fulfilled', 'rejected', 'rejected'],
+      );
+      assert.match(
+        ((results[2] as PromiseRejectedResult).reason as ShoalError).message,
+        /maxPendingWriteBytes/,
+      );
+      // Once those are answered, there is room again.
+      await c.net.resolve(a.nodes.setValue(point.id, big(9)));
+      await c.net.settle();
+      assertConverged(c.peers);
     });
   });
 
