@@ -61,6 +61,7 @@ export const ConfigSchema = Type.Object(
     linkSendBufferBytes: Type.Integer({ minimum: 65536, maximum: 1024 * 1024 * 1024 }),
     maxEventClients: Type.Integer({ minimum: 1, maximum: 100000 }),
     streamAuthTimeoutMs: Ms(100),
+    streamUnauthenticatedPerAddress: Type.Integer({ minimum: 1, maximum: 100000 }),
     apiRatePerSecond: Type.Number({ minimum: 1, maximum: 1_000_000 }),
     apiBurst: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
     apiRateSources: Type.Integer({ minimum: 16, maximum: 1_000_000 }),
@@ -204,6 +205,9 @@ export const DEFAULTS: Config = {
    * auth message before it is closed (4401). Until then it holds a slot of its own (at most
    * maxEventClients such), not one of the authenticated clients'. */
   streamAuthTimeoutMs: 5000,
+  /** Streams still to authenticate from one client address at once; more are closed (1013), so
+   * one address cannot take every such slot and lock out the browsers that authenticate so. */
+  streamUnauthenticatedPerAddress: 16,
   /** HTTP requests accepted per second from one client address, with `apiBurst`; more get 429
    * SHOAL_RATE_LIMITED (with Retry-After) before any other work. Writes over the client stream
    * are messages, not requests: they meet maxPendingWrites instead. */

@@ -70,6 +70,7 @@ export interface ApiOptions {
   eventClientBufferBytes: number;
   maxJsonDepth: number;
   streamAuthTimeoutMs: number;
+  streamUnauthenticatedPerAddress: number;
   apiRatePerSecond: number;
   apiBurst: number;
   apiRateSources: number;
@@ -287,6 +288,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       slots,
       unauthenticated,
       authTimeoutMs: options.streamAuthTimeoutMs,
+      unauthenticatedPerAddress: options.streamUnauthenticatedPerAddress,
     });
   };
   await app.register(apiV1, { prefix: '/api/v1' });

@@ -41,7 +41,12 @@ export interface StreamOptions {
   unauthenticated: ClientSlots;
   /** How long a stream may take to send its auth message (Config.streamAuthTimeoutMs). */
   authTimeoutMs: number;
+  /** Streams still to authenticate from one address at once (Config.streamUnauthenticatedPerAddress). */
+  unauthenticatedPerAddress: number;
 }
+
+/** How long a refused stream is given to answer the close before its socket is dropped. */
+const CLOSE_GRACE_MS = 1000;
 
 const Rid = Type.Union([Type.String({ maxLength: 128 }), Type.Number()]);
 const VARIANTS = [
@@ -92,6 +97,8 @@ function problemOf(parsed: unknown): string {
 const NO_SLOT = new ClientSlots(0);
 
 export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, options) => {
+  /** Streams still to authenticate, per address: one address cannot take every such slot. */
+  const waiting = new Map<string, number>();
   app.get(
     '/stream',
     {
@@ -106,11 +113,37 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       // client's slot at once; a stream to authenticate by message takes one of its own first.
       const headerKey = bearerKey(request.headers.authorization);
       const headerScope = headerKey === undefined ? undefined : options.keys.scopeOf(headerKey);
-      let slot: ClientSlots = headerScope ? NO_SLOT : options.unauthenticated;
-      if (!headerScope && !options.unauthenticated.take()) {
+      const address = request.ip;
+      const fromHere = waiting.get(address) ?? 0;
+      if (
+        !headerScope &&
+        (fromHere >= options.unauthenticatedPerAddress || !options.unauthenticated.take())
+      ) {
         socket.close(1013, 'too many clients');
         return;
       }
+      if (!headerScope) waiting.set(address, fromHere + 1);
+      let waitingHere = !headerScope;
+      let slot: ClientSlots = headerScope ? NO_SLOT : options.unauthenticated;
+      /** Gives the slot back (once): at once when the stream is refused, not after its close. */
+      const releaseSlot = (): void => {
+        slot.release();
+        slot = NO_SLOT;
+        if (!waitingHere) return;
+        waitingHere = false;
+        const left = (waiting.get(address) ?? 1) - 1;
+        if (left > 0) waiting.set(address, left);
+        else waiting.delete(address);
+      };
+      /** Closes with `code`, and drops the socket if the client does not answer the close. */
+      let refused = false;
+      const refuse = (code: number, reason: string): void => {
+        if (refused) return;
+        refused = true;
+        releaseSlot();
+        socket.close(code, reason);
+        setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
+      };
       let authed = false;
       let scope: Scope | undefined;
       let unsubscribe: (() => void) | undefined;
@@ -118,16 +151,15 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       const cork = corkPerTurn(request.raw.socket);
       const send = (message: unknown): void => {
         if (cork() && socket.bufferedAmount > options.clientBufferBytes) {
-          socket.close(1013, 'too slow');
+          refuse(1013, 'too slow');
           return;
         }
         socket.send(JSON.stringify(message));
       };
       const begin = (granted: Scope): void => {
-        slot.release();
+        releaseSlot();
         if (!options.slots.take()) {
-          slot = NO_SLOT;
-          socket.close(1013, 'too many clients');
+          refuse(1013, 'too many clients');
           return;
         }
         slot = options.slots;
@@ -139,7 +171,7 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       };
       if (headerScope) begin(headerScope);
       const authTimer = setTimeout(() => {
-        if (!authed) socket.close(4401, 'no auth message');
+        if (!authed) refuse(4401, 'no auth message');
       }, options.authTimeoutMs);
 
       socket.on('message', (data: Buffer, isBinary: boolean) => {
@@ -163,14 +195,14 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
           if (authed) return;
           const granted = options.keys.scopeOf(message.key);
           if (!granted) {
-            socket.close(4401, 'unauthorized');
+            refuse(4401, 'unauthorized');
             return;
           }
           begin(granted);
           return;
         }
         if (!authed) {
-          socket.close(4401, 'authenticate first');
+          refuse(4401, 'authenticate first');
           return;
         }
         if (scope !== 'admin') {
@@ -190,7 +222,7 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
         clearTimeout(authTimer);
         unsubscribe?.();
         if (authed) options.metrics.eventClients.dec();
-        slot.release();
+        releaseSlot();
       });
     },
   );

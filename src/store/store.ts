@@ -631,7 +631,10 @@ export class Store {
 
   /**
    * A page of a series: at most `limit` points, and no more than `maxBytes` of values as JSON
-   * (but one point at least); `more` when points in the range were left out.
+   * (but one point at least); `more` when points in the range were left out. A page that stops
+   * early ends at a whole millisecond, so that the next, from the millisecond after its last
+   * point, misses nothing: points sharing the millisecond it would have cut are left to the next
+   * page, or, when the page is that one millisecond, all taken (past `limit`).
    */
   seriesPage(
     id: string,
@@ -642,9 +645,21 @@ export class Store {
   ): { points: SeriesPoint[]; more: boolean } {
     const points: SeriesPoint[] = [];
     let bytes = 0;
-    for (const row of this.#sql.series.iterate(id, from, to, limit + 1)) {
+    let full = false;
+    for (const row of this.#sql.series.iterate(id, from, to, Number.MAX_SAFE_INTEGER)) {
       bytes += Buffer.byteLength(row.value);
-      if (points.length === limit || (points.length > 0 && bytes > maxBytes)) return { points, more: true };
+      full ||= points.length === limit || (points.length > 0 && bytes > maxBytes);
+      if (full) {
+        const last = points[points.length - 1]!.t;
+        if (row.t === last) {
+          if (points[0]!.t === last) {
+            points.push({ t: row.t, value: JSON.parse(row.value) }); // One millisecond: all of it.
+            continue;
+          }
+          while (points[points.length - 1]!.t === last) points.pop();
+        }
+        return { points, more: true };
+      }
       points.push({ t: row.t, value: JSON.parse(row.value) });
     }
     return { points, more: false };

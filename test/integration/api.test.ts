@@ -188,6 +188,37 @@ describe('the HTTP API', () => {
     }
   });
 
+  test('one address holds at most streamUnauthenticatedPerAddress streams still to authenticate; a timed-out one frees its slot at once', async () => {
+    const peer1 = await cluster.start({
+      name: 'guarded',
+      config: { streamUnauthenticatedPerAddress: 1, streamAuthTimeoutMs: 300 },
+    });
+    try {
+      const wsUrl = `${peer1.url.replace('http', 'ws')}/api/v1/stream`;
+      const closeOf = (ws: WebSocket) =>
+        new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      const first = new WebSocket(wsUrl);
+      first.on('error', () => {});
+      await new Promise((resolve) => first.once('open', resolve));
+      const second = new WebSocket(wsUrl);
+      second.on('error', () => {});
+      assert.equal(await closeOf(second), 1013, 'one address, one waiting stream');
+      assert.equal(await closeOf(first), 4401, 'no auth message in time');
+      // Its slot was given back when it was refused: a new stream from here may authenticate.
+      const third = new WebSocket(wsUrl);
+      third.on('error', () => {});
+      await new Promise((resolve) => third.once('open', resolve));
+      third.send(JSON.stringify({ t: 'auth', key: peer1.apiKey }));
+      const hello = await new Promise<{ t: string }>((resolve) =>
+        third.once('message', (data: Buffer) => resolve(JSON.parse(data.toString()))),
+      );
+      assert.equal(hello.t, 'hello');
+      third.terminate();
+    } finally {
+      await peer1.kill();
+    }
+  });
+
   test('connections past maxConnections are closed as they come; the peer stays up', async () => {
     const small = await cluster.start({ name: 'few', config: { maxConnections: 16 } });
     const port = Number(new URL(small.url).port);

@@ -637,6 +637,39 @@ describe('Store: series', () => {
     store.close();
   });
 
+  test("property: paging from the millisecond after each page's last point reads every point once", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 20 }), { minLength: 1, maxLength: 60 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 40 }),
+        (steps, limit, maxBytes) => {
+          const store = new Store(':memory:');
+          const w = new Writer(store);
+          const dp = (value: number): NodeState => state(nid(1), null, { type: 'DataPoint', value });
+          // Many points share a millisecond: a step of 0 writes at the same wall time.
+          let wall = T0;
+          steps.forEach((step, i) => {
+            wall += step === 0 || step > 10 ? 0 : step;
+            w.write(OWNER_A, i === 0 ? 'create' : 'value', dp(i), wall);
+          });
+          const all = store.series(nid(1), 0, Number.MAX_SAFE_INTEGER, 1000);
+          const read: typeof all = [];
+          let from = 0;
+          for (let pages = 0; pages < 1000; pages++) {
+            const page = store.seriesPage(nid(1), from, Number.MAX_SAFE_INTEGER, limit, maxBytes);
+            read.push(...page.points);
+            if (!page.more) break;
+            from = page.points[page.points.length - 1]!.t + 1;
+          }
+          assert.deepEqual(read, all);
+          store.close();
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   test("pruneSeries drops values older than the data point's retentionMs, else the default", () => {
     const store = new Store(':memory:');
     const w = new Writer(store);
