@@ -165,7 +165,11 @@ export function program(): Command {
     .option('--to <time>', 'ISO 8601 or ms since the epoch')
     .option('--limit <n>', 'at most this many values')
     .action((id: string, opts: Opts & { from?: string; to?: string; limit?: string }) => {
-      if (opts.limit !== undefined) wholeNumber(opts.limit, '--limit');
+      if (opts.limit !== undefined) {
+        const limit = wholeNumber(opts.limit, '--limit');
+        if (limit < 1 || limit > 100_000)
+          throw new ShoalError('SHOAL_BAD_USAGE', `--limit: ${limit} is not from 1 to 100000`);
+      }
       for (const [flag, value] of [
         ['--from', opts.from],
         ['--to', opts.to],
