@@ -511,6 +511,12 @@ export class Store {
     }
     const held = this.node(n.id);
     if (held && (held.owner !== owner || held.hlc >= change.hlc)) return undefined;
+    this.#putNode(owner, n, change.hlc, change.version, change.kind === 'delete');
+    return this.node(n.id);
+  }
+
+  /** Writes a node's whole state as given (no op, no reading). */
+  #putNode(owner: string, n: NodeState, hlc: string, version: number, deleted: boolean): void {
     this.#sql.upsertNode.run(
       n.id,
       n.type,
@@ -518,12 +524,11 @@ export class Store {
       owner,
       n.name,
       JSON.stringify(n.meta),
-      value,
-      change.hlc,
-      change.version,
-      change.kind === 'delete' ? 1 : 0,
+      n.value === undefined ? null : JSON.stringify(n.value),
+      hlc,
+      version,
+      deleted ? 1 : 0,
     );
-    return this.node(n.id);
   }
 
   /**
@@ -608,20 +613,7 @@ export class Store {
   replaceOwner(owner: string, seq: number, nodes: StoredNode[], headHlc?: string): void {
     this.#sql.deleteOwnerNodes.run(owner);
     this.#sql.deleteOwnerOps.run(owner);
-    for (const n of nodes) {
-      this.#sql.upsertNode.run(
-        n.id,
-        n.type,
-        n.parent,
-        owner,
-        n.name,
-        JSON.stringify(n.meta),
-        n.value === undefined ? null : JSON.stringify(n.value),
-        n.hlc,
-        n.version,
-        n.deleted ? 1 : 0,
-      );
-    }
+    for (const n of nodes) this.#putNode(owner, n, n.hlc, n.version, n.deleted === true);
     this.#setOwner(owner, { applied: seq, logFloor: seq + 1, headHlc });
   }
 

@@ -1178,6 +1178,15 @@ describe('holding local writes after a start', () => {
       .map((n) => n.name)
       .sort();
 
+  /** A copy of `from`'s store as a backup would hold it: the ops of `owners` it has now. */
+  function backupOf(from: SimPeer, owners: string[]): Store {
+    const backup = new Store(':memory:');
+    backup.transaction('NORMAL', () => {
+      for (const owner of owners) for (const op of from.store.opsAfter(owner, 0, 1000)) backup.applyOp(op);
+    });
+    return backup;
+  }
+
   /**
    * a and b write, and a copy of a's store is taken (what a backup would hold); then a writes two
    * more, with c away when `cAway`. The copy lacks those, b has them, and c unless away.
@@ -1187,11 +1196,7 @@ describe('holding local writes after a start', () => {
     await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
     await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
     await c.net.settle();
-    const backup = new Store(':memory:');
-    backup.transaction('NORMAL', () => {
-      for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
-        backup.applyOp(op);
-    });
+    const backup = backupOf(a, [a.id, b.id]);
     if (cAway) {
       c.net.disconnect(cc.id, a.id);
       c.net.disconnect(cc.id, b.id);
@@ -1485,10 +1490,10 @@ describe('holding local writes after a start', () => {
               expected.push(`before ${i}`);
             }
             await c.net.settle();
-            const backup = new Store(':memory:');
-            backup.transaction('NORMAL', () => {
-              for (const p of c.peers) for (const op of a.store.opsAfter(p.id, 0, 1000)) backup.applyOp(op);
-            });
+            const backup = backupOf(
+              a,
+              c.peers.map((p) => p.id),
+            );
             // Written after the backup: b holds them, and each other server unless away. When a
             // third server is there to hold them all, b may leave part way (holding fewer).
             const awayPeers = c.peers.slice(2).filter((_, i) => away[i]);
@@ -1603,10 +1608,7 @@ describe('holding local writes after a start', () => {
       const [a, b, cc] = c.peers as [SimPeer, SimPeer, SimPeer];
       await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
       await c.net.settle();
-      const backup = new Store(':memory:');
-      backup.transaction('NORMAL', () => {
-        for (const op of a.store.opsAfter(a.id, 0, 1000)) backup.applyOp(op);
-      });
+      const backup = backupOf(a, [a.id]);
       await c.net.resolve(a.nodes.create({ type: 'Project', name: 'two' }));
       await c.net.settle();
       // b goes; c gets one more.
@@ -1636,11 +1638,7 @@ describe('holding local writes after a start', () => {
       await c.net.resolve(a.nodes.create({ type: 'Project', name: 'one' }));
       await c.net.resolve(b.nodes.create({ type: 'Project', name: 'of b' }));
       await c.net.settle();
-      const backup = new Store(':memory:');
-      backup.transaction('NORMAL', () => {
-        for (const op of [...a.store.opsAfter(a.id, 0, 1000), ...b.store.opsAfter(b.id, 0, 1000)])
-          backup.applyOp(op);
-      });
+      const backup = backupOf(a, [a.id, b.id]);
       // One more write reaches the mesh; the copy numbers two of its own from there.
       const point = await c.net.resolve(
         a.nodes.create({ type: 'DataPoint', name: 'two', meta: { kind: 'number' } }),
