@@ -31,8 +31,10 @@ export function jsonProblem(value: unknown, maxDepth: number): string | undefine
     const item = stack.pop();
     if (typeof item === 'number' && !Number.isFinite(item))
       return 'holds a number JSON cannot carry (too large)';
+    // (A loop, not push(...children): an array of a million numbers is more arguments than a
+    // call may take.)
     if (typeof item === 'object' && item !== null)
-      stack.push(...(Array.isArray(item) ? item : Object.values(item)));
+      for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push(child);
   }
   return undefined;
 }

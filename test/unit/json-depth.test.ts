@@ -37,6 +37,7 @@ describe('deeperThan', () => {
     assert.match(String(jsonProblem({ a: [1, Number.POSITIVE_INFINITY] }, 32)), /number JSON cannot carry/);
     assert.match(String(jsonProblem(Number.NaN, 32)), /number JSON cannot carry/);
     assert.match(String(jsonProblem([[[]]], 2)), /nested deeper than 2/);
+    assert.equal(jsonProblem(new Array(1_000_000).fill(0), 32), undefined, 'wide, not deep');
   });
 
   test('a value deeper than the call stack is measured without recursion', () => {
