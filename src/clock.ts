@@ -124,3 +124,14 @@ export function isoTime(ms: number): string {
 }
 
 const isoCache = { ms: Number.NaN, iso: '' };
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/;
+
+/**
+ * A time given as milliseconds since the epoch or as an ISO 8601 date (and time), in ms; or
+ * undefined. (Date.parse alone takes almost anything: "-1" is a date in 2001.)
+ */
+export function parseTime(text: string): number | undefined {
+  const ms = /^\d+$/.test(text) ? Number(text) : ISO_TIME.test(text) ? Date.parse(text) : Number.NaN;
+  return Number.isFinite(ms) ? ms : undefined;
+}

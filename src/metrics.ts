@@ -104,12 +104,10 @@ export class Metrics {
   readonly forksMended = this.#counter(
     'shoal_replication_forks_mended_total',
     'Times this server found another copy of itself had numbered changes alike, and merged the two (a server on an older copy of its data).',
-    [],
   );
   readonly requestsLimited = this.#counter(
     'shoal_api_requests_limited_total',
     'HTTP requests answered 429 because their client sent more than apiRatePerSecond.',
-    [],
   );
   readonly forwardedWrites = this.#counter(
     'shoal_forwarded_writes_total',

@@ -2,6 +2,7 @@
 
 import type { FastifyPluginAsync } from 'fastify';
 import Type from 'typebox';
+import { parseTime } from '../clock.ts';
 import { ShoalError } from '../errors.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import { NODE_TYPES } from '../store/node-types.ts';
@@ -127,13 +128,10 @@ export const nodeRoutes: FastifyPluginAsync<{ nodes: NodeService }> = async (app
   );
 };
 
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/;
-
 /** A time given as milliseconds since the epoch or as an ISO 8601 date. */
 function time(value: string, field: string): number {
-  // (Date.parse alone takes almost anything: "-1" is a date in 2001.)
-  const ms = /^\d+$/.test(value) ? Number(value) : ISO_TIME.test(value) ? Date.parse(value) : Number.NaN;
-  if (!Number.isFinite(ms))
+  const ms = parseTime(value);
+  if (ms === undefined)
     throw new ShoalError('SHOAL_BAD_REQUEST', `${field}: "${value}" is not a time (ISO 8601 or ms)`);
   return ms;
 }

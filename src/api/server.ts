@@ -12,6 +12,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyPluginAsync,
   type FastifyReply,
+  type FastifyRequest,
   LogController,
 } from 'fastify';
 import type { WebSocket } from 'ws';
@@ -169,7 +170,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       websocket: true,
       schema: { hide: true },
       onRequest: async (request) => {
-        if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
+        if (!isWebSocketUpgrade(request)) {
           throw new ShoalError('SHOAL_BAD_REQUEST', 'GET /mesh/v1 is the WebSocket between peers');
         }
       },
@@ -198,7 +199,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       if (url === '/api/v1/stream') {
         // Answered in HTTP, before any upgrade: a plain GET, or a key in the header that is wrong.
         // Without a header, the first message authenticates.
-        if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
+        if (!isWebSocketUpgrade(request)) {
           throw new ShoalError(
             'SHOAL_BAD_REQUEST',
             'GET /api/v1/stream is a WebSocket: open it with "Upgrade: websocket" (see the README)',
@@ -316,6 +317,11 @@ function toShoalError(err: FastifyError | ShoalError): ShoalError {
     return new ShoalError('SHOAL_BAD_REQUEST', err.message);
   }
   return new ShoalError('SHOAL_INTERNAL', 'internal error', { cause: err });
+}
+
+/** True for a request to open a WebSocket (the two WebSocket routes answer anything else 400). */
+function isWebSocketUpgrade(request: FastifyRequest): boolean {
+  return request.headers.upgrade?.toLowerCase() === 'websocket';
 }
 
 function stripMappedV4(address: string): string {

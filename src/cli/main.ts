@@ -5,6 +5,7 @@
  */
 
 import { Command, CommanderError, Option } from 'commander';
+import { parseTime } from '../clock.ts';
 import { type Config, DEFAULTS, parseSetting } from '../config.ts';
 import { isShoalError, ShoalError } from '../errors.ts';
 import { VERSION } from '../version.ts';
@@ -174,8 +175,7 @@ export function program(): Command {
         ['--from', opts.from],
         ['--to', opts.to],
       ] as const) {
-        const iso = /^\d{4}-\d{2}-\d{2}/.test(value ?? '') && !Number.isNaN(Date.parse(value ?? ''));
-        if (value !== undefined && !/^\d+$/.test(value) && !iso) {
+        if (value !== undefined && parseTime(value) === undefined) {
           throw new ShoalError(
             'SHOAL_BAD_USAGE',
             `${flag}: "${value}" is neither an ISO 8601 time nor ms since the epoch`,

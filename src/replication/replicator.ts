@@ -397,17 +397,13 @@ export class Replicator implements MeshApplication {
     // Checked here too: a value too deep to write could not even be forwarded, and one larger
     // than a node may be would make a link message too large for the link.
     const node = req.kind === 'create' ? req.node : req;
-    let bytes = 0;
-    for (const field of ['meta', 'value'] as const) {
-      if (!(field in node)) continue;
-      const value = (node as { meta?: unknown; value?: unknown })[field];
-      this.#checkDepth(field, value);
-      bytes += typeof value === 'string' ? value.length : Buffer.byteLength(JSON.stringify(value) ?? '');
-    }
+    if ('meta' in node) this.#checkDepth('meta', node.meta);
+    if ('value' in node) this.#checkDepth('value', node.value);
+    const bytes = requestBytes(req);
     if (bytes > this.#options.maxNodeBytes) {
       throw new ShoalError(
         'SHOAL_TOO_LARGE',
-        `${bytes} bytes of meta and value, more than a node may hold (maxNodeBytes ${this.#options.maxNodeBytes})`,
+        `about ${bytes} bytes of name, meta and value, more than a node may hold (maxNodeBytes ${this.#options.maxNodeBytes})`,
       );
     }
     return this.#forward(owner, req);
@@ -1200,16 +1196,19 @@ export class Replicator implements MeshApplication {
    * `yoursAt` (by default the last we hold). While a fork is mended with `peer`, our own entry
    * says how far our ops have come back from it, so that it sends them on from there.
    */
-  #vectorFor(peer: string, yoursAt?: number): LinkMessage {
+  #vectorFor(
+    peer: string,
+    yoursAt?: number,
+    vv = this.versionVector(),
+    mine = this.#stampOf(this.#deps.selfId, vv[this.#deps.selfId] ?? 0),
+  ): LinkMessage {
     const { selfId } = this.#deps;
-    const vv = this.versionVector();
-    const mine = this.#stampOf(selfId, vv[selfId] ?? 0);
-    if (this.#fork?.peer === peer) vv[selfId] = this.#fork.next - 1;
-    const seq = yoursAt ?? vv[peer] ?? 0;
+    const told = this.#fork?.peer === peer ? { ...vv, [selfId]: this.#fork.next - 1 } : vv;
+    const seq = yoursAt ?? told[peer] ?? 0;
     const yours = this.#stampOf(peer, seq);
     return {
       t: 'vv',
-      vv,
+      vv: told,
       ...(mine ? { mine } : {}),
       ...(yours ? { yours: { seq, hlc: yours } } : {}),
     };
@@ -1226,7 +1225,12 @@ export class Replicator implements MeshApplication {
 
   /** Tells every neighbour what we have, so each sends what we lack. */
   #swapVectors(): void {
-    for (const peer of this.#deps.mesh.directPeers()) this.#deps.mesh.send(peer, this.#vectorFor(peer));
+    // The vector and our own stamp are the same for every neighbour: made once.
+    const vv = this.versionVector();
+    const mine = this.#stampOf(this.#deps.selfId, vv[this.#deps.selfId] ?? 0);
+    for (const peer of this.#deps.mesh.directPeers()) {
+      this.#deps.mesh.send(peer, this.#vectorFor(peer, undefined, vv, mine));
+    }
   }
 
   // --- Receiving ----------------------------------------------------------------------------
@@ -1371,8 +1375,7 @@ export class Replicator implements MeshApplication {
       if (seq <= this.#committed) return false;
       let newest = '';
       for (const n of nodes) if (n.hlc > newest) newest = n.hlc;
-      const ours = [...store.ownerNodes(selfId), ...store.ownerTombstones(selfId)];
-      if (!ours.some((n) => n.hlc > newest)) return false;
+      if (!this.#snapshotOf(selfId).some((n) => n.hlc > newest)) return false;
       this.#mendFork(from, seq, false);
     }
     const fork = this.#fork!;

@@ -504,10 +504,10 @@ export class Store {
     n: NodeState,
     change: { hlc: string; version: number; kind: OpKind },
   ): StoredNode | undefined {
-    const value = n.value === undefined ? null : JSON.stringify(n.value);
     const reading = change.kind === 'value' || (change.kind === 'create' && n.value !== undefined);
     if (reading && n.type === 'DataPoint') {
-      this.#sql.insertPointOnce.run({ id: n.id, t: wallOf(change.hlc) ?? 0, value: value ?? 'null' });
+      const value = JSON.stringify(n.value ?? null);
+      this.#sql.insertPointOnce.run({ id: n.id, t: wallOf(change.hlc) ?? 0, value });
     }
     const held = this.node(n.id);
     if (held && (held.owner !== owner || held.hlc >= change.hlc)) return undefined;

@@ -1178,6 +1178,12 @@ describe('holding local writes after a start', () => {
       .map((n) => n.name)
       .sort();
 
+  /** Every peer shows exactly these projects, and the replicas have converged. */
+  function everyoneHas(c: Cluster, projects: string[]): void {
+    for (const p of c.peers) assert.deepEqual(names(p), projects, p.name);
+    assertConverged(c.peers);
+  }
+
   /** A copy of `from`'s store as a backup would hold it: the ops of `owners` it has now. */
   function backupOf(from: SimPeer, owners: string[]): Store {
     const backup = new Store(':memory:');
@@ -1242,8 +1248,7 @@ describe('holding local writes after a start', () => {
       assert.equal(node.version, held + 1, 'numbered after the ops the mesh held');
       assert.equal(a.replicator.holdingWrites, false);
       await c.net.settle();
-      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
-      assertConverged(c.peers);
+      everyoneHas(c, ['four', 'of b', 'one', 'three', 'two']);
     });
   });
 
@@ -1266,8 +1271,7 @@ describe('holding local writes after a start', () => {
       const node = await c.net.resolve(four.promise);
       assert.equal(node.version, held + 1, 'numbered after the ops b held');
       await c.net.settle();
-      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
-      assertConverged(c.peers);
+      everyoneHas(c, ['four', 'of b', 'one', 'three', 'two']);
     });
   });
 
@@ -1437,8 +1441,7 @@ describe('holding local writes after a start', () => {
 
       c.healAll();
       await c.net.settle();
-      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
-      assertConverged(c.peers);
+      everyoneHas(c, ['four', 'of b', 'one', 'three', 'two']);
       assert.ok(a.store.ownerState(a.id).applied > held, 'numbered on past both');
       assert.equal((await a.metrics.forksMended.get()).values[0]?.value, 1, 'one fork mended');
       const five = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'five' }));
@@ -1565,8 +1568,7 @@ describe('holding local writes after a start', () => {
       await c.net.runFor(DEFAULT_OPTIONS.restartHoldMs);
       c.healAll();
       await c.net.settle();
-      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
-      assertConverged(c.peers);
+      everyoneHas(c, ['four', 'of b', 'one', 'three', 'two']);
     });
   });
 
@@ -1580,8 +1582,7 @@ describe('holding local writes after a start', () => {
       await c.net.resolve(a.nodes.create({ type: 'Project', name: 'four' }));
       c.healAll();
       await c.net.settle();
-      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
-      assertConverged(c.peers);
+      everyoneHas(c, ['four', 'of b', 'one', 'three', 'two']);
       assert.equal((await a.metrics.forksMended.get()).values[0]?.value, 1, 'one fork mended');
     });
   });
@@ -1597,8 +1598,7 @@ describe('holding local writes after a start', () => {
       restartOn(c, backup);
       c.healAll();
       await c.net.settle();
-      for (const p of c.peers) assert.deepEqual(names(p), ['of b', 'three', 'two'], p.name);
-      assertConverged(c.peers);
+      everyoneHas(c, ['of b', 'three', 'two']);
       assert.equal((await a.metrics.forksMended.get()).values[0]?.value ?? 0, 0, 'no fork');
     });
   });
@@ -1626,8 +1626,7 @@ describe('holding local writes after a start', () => {
       assert.deepEqual(names(a), ['four', 'one', 'two']);
       c.healAll();
       await c.net.settle();
-      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'one', 'three', 'two'], p.name);
-      assertConverged(c.peers);
+      everyoneHas(c, ['four', 'one', 'three', 'two']);
       assert.equal((await a.metrics.forksMended.get()).values[0]?.value, 2, 'two forks mended');
     });
   });
@@ -1678,8 +1677,7 @@ describe('holding local writes after a start', () => {
       await c.net.settle();
       c.healAll();
       await c.net.settle();
-      for (const p of c.peers) assert.deepEqual(names(p), ['four', 'of b', 'one', 'three', 'two'], p.name);
-      assertConverged(c.peers);
+      everyoneHas(c, ['four', 'of b', 'one', 'three', 'two']);
     });
   });
 });
