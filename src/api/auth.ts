@@ -52,8 +52,11 @@ export class ApiKeys {
     return this.#byDigest.get(digest(key))?.scope;
   }
 
+  /** Oldest first (ISO times: code point order is time order; no locale collation). */
   list(): KeyRecord[] {
-    return [...this.#byDigest.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return [...this.#byDigest.values()].sort((a, b) =>
+      a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0,
+    );
   }
 
   /** Makes a key; the key itself is in the answer and nowhere else. */

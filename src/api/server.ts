@@ -86,7 +86,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
     bodyLimit: options.maxBodyBytes,
     forceCloseConnections: true,
     // A field the route does not take is refused (400 naming it), not dropped in silence: a typo
-    // like `{"nmae": …}` would otherwise answer 200 and change nothing. Nor is a value of the
+    // like `{"nmae": ...}` would otherwise answer 200 and change nothing. Nor is a value of the
     // wrong type turned into the right one (`"name": 5` was stored as "5").
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     // A URL Fastify cannot even route (`/api/v1/nodes/%00%ff`) is answered like any other error.
