@@ -32,6 +32,7 @@ import {
   ramp,
   type StepResult,
   type SuiteContext,
+  warmUp,
 } from './replication.ts';
 
 const TOPIC = 'shoal/bench';
@@ -211,9 +212,7 @@ export async function mosquittoSuite(ctx: SuiteContext, plan: FanOutPlan): Promi
     try {
       await set.start();
       const settle = (): Promise<void> => sleep(500);
-      const warm = await paced(set, 200, 2000, 60_000);
-      ctx.log(`  warm-up ${describeStep(warm)}`);
-      await settle();
+      await warmUp(set, ctx.log, settle);
       const steps: StepResult[] = [];
       for (const [rate, duration] of plan.rates) {
         const pids = set.processes.map((c) => c.pid!);
