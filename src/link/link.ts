@@ -77,12 +77,26 @@ type Phase =
   | { name: 'up'; sealer: FrameSealer; opener: FrameOpener }
   | { name: 'closed' };
 
+/**
+ * The smoothed RTT after one more heartbeat's `sample` (ms): the first sample as it is, then an
+ * eighth of the way from the last value to the sample (RFC 6298's SRTT), to a hundredth of a ms.
+ */
+export function smoothRtt(last: number | undefined, sample: number): number {
+  const smoothed = last === undefined ? sample : last + (sample - last) / 8;
+  return Math.round(smoothed * 100) / 100;
+}
+
 export class Link {
   readonly direction: 'inbound' | 'outbound';
   /** The address the other side is reached at (its source address for inbound links). */
   readonly remoteAddress: string;
   remote: HandshakeParty | undefined;
-  /** Round-trip time of the last heartbeat, in milliseconds. */
+  /**
+   * Round-trip time in milliseconds, smoothed over the heartbeats as TCP smooths it (RFC 6298:
+   * each sample moves it an eighth of the way), so that one ping answered late by a busy event
+   * loop does not show as the link's RTT, nor make the peer announce new RTTs to the whole mesh.
+   * The end that does not ping takes what the pinging end measured.
+   */
   rttMs: number | undefined;
   /** When the last frame arrived (clock ms). */
   lastRxAt: number;
@@ -224,7 +238,7 @@ export class Link {
       this.send({ t: 'pong', ts: message.ts });
       if (message.rtt !== undefined) this.rttMs = message.rtt;
     } else if (message.t === 'pong') {
-      this.rttMs = Math.round((performance.now() - message.ts) * 100) / 100;
+      this.rttMs = smoothRtt(this.rttMs, performance.now() - message.ts);
     } else {
       try {
         this.#deps.handler.message(this, message);

@@ -503,18 +503,18 @@ export class Mesh {
     return this.table.formed();
   }
 
-  /** Goes up whenever `linked` may answer differently (the peer table moved). */
+  /** Goes up whenever `linked` may answer differently (the link state moved). */
   get linkVersion(): number {
-    return this.table.version;
+    return this.table.linkVersion;
   }
 
   /** True when the link state says `a` and `b` are directly linked (both say so). */
   linked(a: string, b: string): boolean {
     // Asked for every (peer, owner) pair at every replication flush and for every replicated op:
     // cached until the table moves.
-    if (this.#linkedVersion !== this.table.version) {
+    if (this.#linkedVersion !== this.table.linkVersion) {
       this.#linkedCache.clear();
-      this.#linkedVersion = this.table.version;
+      this.#linkedVersion = this.table.linkVersion;
     }
     const low = a < b ? a : b;
     const high = a < b ? b : a;

@@ -129,7 +129,10 @@ export class PeerTable {
   readonly #selfId: string;
   readonly #options: PeerTableOptions;
   readonly #entries = new Map<string, Entry>();
-  #version = 0;
+  /** Bumped whenever who is linked to whom may have changed; see `linkVersion`. */
+  #linkVersion = 0;
+  /** Routes from the last link state, until it moves (`#linksMoved`). */
+  #routes: Map<string, string> | undefined;
   readonly #statics = new Map<string, StaticTarget>();
   /** Forgotten peers and the version of the last record seen of them. */
   readonly #forgotten = new Map<string, { generation: number; seq: number }>();
@@ -258,6 +261,10 @@ export class PeerTable {
     this.#forgotten.delete(record.id);
     const entry = this.#entry(record.id, record.generation);
     if (entry.record && !isNewer(record, entry.record)) return false;
+    // Most new records only carry new RTTs: the link state, and so the routes, stay.
+    if (!entry.record || entry.record.left !== record.left || !sameLinks(entry.record.links, record.links)) {
+      this.#linksMoved();
+    }
     entry.record = record;
     entry.fresh = record.left !== true;
     entry.port = record.port;
@@ -304,6 +311,7 @@ export class PeerTable {
     entry.attempts = 0;
     entry.lastSeen = this.#clock.now();
     this.#addAddress(entry, link.remoteAddress);
+    this.#linksMoved();
     this.#refresh();
   }
 
@@ -315,6 +323,7 @@ export class PeerTable {
     entry.fresh = false;
     entry.nextDialAt =
       this.#clock.now() + backoffDelay(entry.attempts, this.#options, this.#random) + this.#tieDelay(id);
+    this.#linksMoved();
     this.#refresh();
   }
 
@@ -355,6 +364,7 @@ export class PeerTable {
   remove(id: string): void {
     if (!this.#entries.delete(id)) return;
     for (const target of this.#statics.values()) if (target.id === id) target.id = undefined;
+    this.#linksMoved();
     this.#refresh();
   }
 
@@ -387,6 +397,7 @@ export class PeerTable {
     entry.fresh = false;
     entry.left = saved.record.left === true;
     entry.lastSeen = saved.lastSeen;
+    this.#linksMoved();
     this.#refresh();
     // Disconnected since it was last heard from (the refresh took it for a change of state now).
     entry.since = Math.min(saved.lastSeen, this.#clock.now());
@@ -399,6 +410,7 @@ export class PeerTable {
       if (entry.state !== 'disconnected' || now - entry.since < this.#options.peerTtlMs) continue;
       if ([...this.#statics.values()].some((t) => t.id === entry.id)) continue;
       this.#entries.delete(entry.id);
+      this.#linksMoved();
       if (entry.record) {
         this.#forgotten.set(entry.id, { generation: entry.record.generation, seq: entry.record.seq });
         if (this.#forgotten.size > MAX_FORGOTTEN)
@@ -449,20 +461,32 @@ export class PeerTable {
   }
 
   /**
-   * Goes up whenever anything the table holds may have changed (a record, a link, a beacon that
-   * said something new): who is linked to whom can be cached until it moves.
+   * Goes up whenever who is linked to whom may have changed (a direct link, a record with other
+   * links, a peer gone): what is worked out from the link state can be cached until it moves.
    */
-  get version(): number {
-    return this.#version;
+  get linkVersion(): number {
+    return this.#linkVersion;
   }
 
-  /** Recomputes states and routes, and tells listeners about every peer that changed. */
+  #linksMoved(): void {
+    this.#linkVersion++;
+    this.#routes = undefined;
+  }
+
+  /**
+   * Recomputes states, and routes when the link state moved, and tells listeners about every
+   * peer that changed. (Under load every peer announces new RTTs every few seconds: in a mesh of
+   * 25 that is several records a second, and routes worked out again for each were a tenth of a
+   * busy peer's CPU, with the `linked` answers they threw away.)
+   */
   #refresh(): void {
-    this.#version++;
     const now = this.#clock.now();
-    const records = new Map<string, PeerRecord>();
-    for (const e of this.#entries.values()) if (e.record) records.set(e.id, e.record);
-    const routes = computeRoutes(this.#selfId, this.directIds(), records);
+    if (!this.#routes) {
+      const records = new Map<string, PeerRecord>();
+      for (const e of this.#entries.values()) if (e.record) records.set(e.id, e.record);
+      this.#routes = computeRoutes(this.#selfId, this.directIds(), records);
+    }
+    const routes = this.#routes;
     for (const entry of this.#entries.values()) {
       const hop = routes.get(entry.id);
       if (entry.link) {
@@ -510,6 +534,10 @@ export class PeerTable {
       route: e.route,
     };
   }
+}
+
+function sameLinks(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
 }
 
 function isNewer(a: { generation: number; seq: number }, b: { generation: number; seq: number }): boolean {

@@ -16,6 +16,7 @@ import {
   type PeerTableOptions,
   type PeerView,
 } from '../../src/mesh/peer-table.ts';
+import { computeRoutes } from '../../src/mesh/routes.ts';
 import { FakeClock, scriptedRandom, seededRandom } from '../support/fake-clock.ts';
 
 /** Ids are compared as strings: LOW < SELF < HIGH, and A..D above SELF. */
@@ -446,6 +447,68 @@ describe('PeerTable: routes through relays', () => {
     t.table.learnedRecord(record(B, { links: [A] }));
     t.table.linkUp(B, 1, t.link());
     assert.equal(t.table.get(B)!.route, 'direct');
+  });
+
+  test('a record that only carries new RTTs leaves the link state as it was; other links move it', () => {
+    const t = setup();
+    t.table.linkUp(A, 1, t.link());
+    t.table.learnedRecord(record(A, { links: [B, SELF] }));
+    t.table.learnedRecord(record(B, { links: [A] }));
+    const before = t.table.linkVersion;
+    t.table.learnedRecord(record(A, { seq: 2, links: [B, SELF], rtts: { [B]: 4 } }));
+    assert.equal(t.table.linkVersion, before);
+    assert.equal(t.table.get(B)!.route, A);
+    t.table.learnedRecord(record(A, { seq: 3, links: [SELF] }));
+    assert.ok(t.table.linkVersion > before);
+    assert.equal(t.table.get(B)!.route, null);
+  });
+
+  test('property: routes kept across changes are the routes worked out afresh', () => {
+    const peers = [A, B, C, HIGH];
+    const change = fc.oneof(
+      fc.record({ kind: fc.constant('up' as const), id: fc.constantFrom(...peers) }),
+      fc.record({ kind: fc.constant('down' as const), id: fc.constantFrom(...peers) }),
+      fc.record({
+        kind: fc.constant('record' as const),
+        id: fc.constantFrom(...peers),
+        links: fc.subarray([SELF, ...peers]),
+        left: fc.boolean(),
+        rtt: fc.nat(20),
+      }),
+      fc.record({ kind: fc.constant('remove' as const), id: fc.constantFrom(...peers) }),
+    );
+    fc.assert(
+      fc.property(fc.array(change, { maxLength: 40 }), (changes) => {
+        const t = setup();
+        const seqs = new Map<string, number>();
+        for (const c of changes) {
+          if (c.kind === 'up') t.table.linkUp(c.id, 1, t.link());
+          else if (c.kind === 'down') t.table.linkDown(c.id);
+          else if (c.kind === 'remove') t.table.remove(c.id);
+          else {
+            const seq = (seqs.get(c.id) ?? 0) + 1;
+            seqs.set(c.id, seq);
+            const links = c.links.filter((id) => id !== c.id).sort();
+            t.table.learnedRecord(record(c.id, { seq, links, left: c.left, rtts: { [SELF]: c.rtt } }));
+          }
+          const records = new Map<string, PeerRecord>();
+          for (const id of peers) {
+            const r = t.table.record(id);
+            if (r && t.table.get(id)) records.set(id, r);
+          }
+          const fresh = computeRoutes(SELF, t.table.directIds(), records);
+          for (const id of peers) {
+            const view = t.table.get(id);
+            if (!view) continue;
+            const direct = t.table.directIds().includes(id);
+            const hop = fresh.get(id);
+            const expected = direct ? 'direct' : hop !== undefined && !records.get(id)?.left ? hop : null;
+            assert.equal(view.route, expected, `${id} after ${JSON.stringify(c)}`);
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 
