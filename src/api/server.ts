@@ -99,16 +99,22 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
   // descriptors the server needs for anything else.
   app.server.maxConnections = options.maxConnections;
   // An empty body sent as JSON (a DELETE from a client that always sets the content type) is no
-  // body, not invalid JSON; anything else is parsed as before, __proto__ keys refused.
+  // body, not invalid JSON; anything else is parsed as before, __proto__ keys refused, and a body
+  // refused says why (Fastify's message says "not valid JSON" of either). Bodies are JSON only:
+  // one sent as text/plain is refused as any other type, not taken for a string.
   const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text === '') done(null, undefined);
-    else void parseJson(request, text, done);
+    if (text === '') return done(null, undefined);
+    void parseJson(request, text, (err, value) => {
+      if (err) done(new ShoalError('SHOAL_BAD_REQUEST', jsonBodyProblem(text)), undefined);
+      else done(null, value);
+    });
   });
 
   app.setErrorHandler((err: FastifyError | ShoalError, request, reply) => {
-    const shoal = toShoalError(err);
+    const shoal = toShoalError(err, request);
     if (shoal.status >= 500) request.log.error({ err }, 'request failed');
     return reply.status(shoal.status).send(shoal.toJSON());
   });
@@ -297,9 +303,16 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
   return app;
 }
 
-function toShoalError(err: FastifyError | ShoalError): ShoalError {
+function toShoalError(err: FastifyError | ShoalError, request: FastifyRequest): ShoalError {
   if (err instanceof ShoalError) return err;
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ShoalError('SHOAL_TOO_LARGE', err.message);
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const type = request.headers['content-type'];
+    return new ShoalError(
+      'SHOAL_BAD_REQUEST',
+      `a body must be JSON, sent with Content-Type: application/json (this one was ${type ? `sent as ${type.slice(0, 100)}` : 'sent without a Content-Type'})`,
+    );
+  }
   if (err.validation) {
     const context = err.validationContext ?? 'request';
     const [first] = err.validation;
@@ -317,6 +330,16 @@ function toShoalError(err: FastifyError | ShoalError): ShoalError {
     return new ShoalError('SHOAL_BAD_REQUEST', err.message);
   }
   return new ShoalError('SHOAL_INTERNAL', 'internal error', { cause: err });
+}
+
+/** Why a JSON body was refused: where JSON.parse stopped, or the key no body may hold. */
+function jsonBodyProblem(text: string): string {
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    return `the body is not valid JSON: ${(err as Error).message}`;
+  }
+  return 'the body holds a "__proto__" key, or a "constructor" with a "prototype": no body may';
 }
 
 /** True for a request to open a WebSocket (the two WebSocket routes answer anything else 400). */

@@ -23,13 +23,14 @@ function rawRequest(
   method: string,
   path: string,
   body: string,
+  contentType: string | null = 'application/json',
 ): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(peer.url + path, {
       method,
       headers: {
         authorization: `Bearer ${peer.apiKey}`,
-        'content-type': 'application/json',
+        ...(contentType === null ? {} : { 'content-type': contentType }),
         'content-length': Buffer.byteLength(body),
       },
     });
@@ -340,6 +341,25 @@ describe('replication across three peers', () => {
     assert.deepEqual([badUrl.status, badUrl.body.error.code], [400, 'SHOAL_BAD_REQUEST']);
     const gone = await create(a, { type: 'Project', name: 'deleted with an empty JSON body' });
     assert.equal((await rawRequest(a, 'DELETE', `/api/v1/nodes/${gone.id}`, '')).status, 200);
+    // A body refused says why: not JSON (and where), not sent as JSON, or a key no body may hold.
+    const project = JSON.stringify({ type: 'Project', name: 'p' });
+    const refusals: [body: string, type: string | null, why: RegExp][] = [
+      ['{"type":"Project",', 'application/json', /not valid JSON: .*position 18/],
+      [
+        project,
+        'text/plain',
+        /must be JSON, sent with Content-Type: application\/json \(this one was sent as text\/plain\)/,
+      ],
+      [project, 'application/x-www-form-urlencoded', /sent as application\/x-www-form-urlencoded/],
+      [project, null, /sent without a Content-Type/],
+      ['{"type":"Project","name":"p","meta":{"__proto__":{"x":1}}}', 'application/json', /"__proto__" key/],
+    ];
+    for (const [body, type, why] of refusals) {
+      const res = await rawRequest(a, 'POST', '/api/v1/nodes', body, type);
+      assert.equal(res.status, 400, `${type}: ${res.body}`);
+      assert.equal(JSON.parse(res.body).error.code, 'SHOAL_BAD_REQUEST');
+      assert.match(JSON.parse(res.body).error.message, why);
+    }
     // An empty filter value filters nothing.
     const all = await api<{ nodes: ShoalNode[] }>(a, 'GET', '/api/v1/nodes');
     const empty = await api<{ nodes: ShoalNode[] }>(a, 'GET', '/api/v1/nodes?type=&owner=&parent=');
