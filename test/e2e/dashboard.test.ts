@@ -195,6 +195,41 @@ describe('the web dashboard', () => {
     },
   );
 
+  test(
+    'a long tree is laid out in blocks of rows, and the arrow keys walk across them',
+    options,
+    async () => {
+      const [a] = peers as [PeerProcess, PeerProcess, PeerProcess];
+      const project = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', { type: 'Project', name: 'Many' });
+      for (let i = 0; i < 45; i++) {
+        await call(a, 'POST', '/api/v1/nodes', { type: 'DataPoint', name: `p${i}`, parent: project.id });
+      }
+      const page = await open(a);
+      await row(page, project.id).waitFor();
+      const shape = (): Promise<number[]> =>
+        page.evaluate(
+          "[...document.querySelectorAll('.tree .rows')].map((b) => b.querySelectorAll('.row').length)",
+        );
+      await waitFor('every row on the page', async () => {
+        const blocks = await shape();
+        return blocks.reduce((sum, n) => sum + n, 0) >= 48 && blocks;
+      });
+      const blocks = await shape();
+      assert.ok(blocks.length >= 3 && blocks.every((n) => n <= 20), `blocks of at most 20 rows: ${blocks}`);
+      // From the last row of the first block to the first of the second, and back.
+      const ids: string[] = await page.evaluate(
+        "[...document.querySelectorAll('.tree .row')].map((r) => r.dataset.id)",
+      );
+      await page.focus(`.tree .row[data-id="${ids[19]}"]`);
+      await page.keyboard.press('ArrowDown');
+      assert.equal(await page.evaluate('document.activeElement.dataset.id'), ids[20]);
+      await page.keyboard.press('ArrowUp');
+      assert.equal(await page.evaluate('document.activeElement.dataset.id'), ids[19]);
+      await call(a, 'DELETE', `/api/v1/nodes/${project.id}`);
+      await page.close();
+    },
+  );
+
   test('screenshots of the dashboard, on a desktop and on a phone', options, async () => {
     const [a, b, c] = peers as [PeerProcess, PeerProcess, PeerProcess];
     // Something worth looking at: projects, data points with history, automation.
