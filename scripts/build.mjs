@@ -34,7 +34,7 @@ await build({
   sourcemap: 'linked',
   sourcesContent: false,
   // The licence comments of bundled packages go to dist/shoal.js.LEGAL.txt: one of them holds a
-  // non-ASCII letter, and see below.
+  // non-ASCII letter (see below why that matters).
   legalComments: 'external',
   logLevel: 'warning',
 });

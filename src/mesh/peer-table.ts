@@ -161,7 +161,7 @@ export class PeerTable {
 
   /**
    * Every peer, by name, then id. Compared by code point, not localeCompare: the same order on
-   * every server whatever its locale, and no ICU collation data paged in (2.7 MB of RSS).
+   * every server whatever its locale, and no ICU collation data paged in (about 2 MB of RSS).
    */
   views(): PeerView[] {
     const order = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
