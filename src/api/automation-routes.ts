@@ -1,7 +1,8 @@
 /**
  * Firing triggers from outside: POST /api/v1/nodes/:id/fire (a Button press, or any trigger by
  * hand) and POST /api/v1/hooks/:path (IncomingWebHook nodes with that meta.path; the JSON body,
- * if any, is the payload executors see as {{value}}). Both need an API key like the rest of
+ * if any, is the payload executors see as {{value}}, and a text/plain body is a string payload,
+ * as many devices and services send one). Both need an API key like the rest of
  * /api/v1, and fire at the server that took the call; the executors they wake run wherever they
  * are placed.
  */
@@ -27,6 +28,10 @@ export const automationRoutes: FastifyPluginAsync<AutomationRouteOptions> = asyn
   app,
   { nodes, fire, maxJsonDepth },
 ) => {
+  // Only for these routes (a plugin's parsers are its own): the rest of the API takes JSON alone.
+  app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, body === '' ? undefined : body);
+  });
   const payloadOf = (body: unknown): unknown => {
     if (deeperThan(body, maxJsonDepth)) {
       throw new ShoalError(

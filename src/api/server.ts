@@ -98,10 +98,11 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
   // (peer links and event streams included), so a flood of idle connections cannot use up the
   // descriptors the server needs for anything else.
   app.server.maxConnections = options.maxConnections;
-  // An empty body sent as JSON (a DELETE from a client that always sets the content type) is no
-  // body, not invalid JSON; anything else is parsed as before, __proto__ keys refused, and a body
-  // refused says why (Fastify's message says "not valid JSON" of either). Bodies are JSON only:
-  // one sent as text/plain is refused as any other type, not taken for a string.
+  // Bodies are JSON. An empty body is no body, whatever type it says it is (a DELETE from a
+  // client that always sets one, a fetch() with body ''). A JSON body is parsed as before,
+  // __proto__ keys refused, and a refused one says why (Fastify's message said "not valid JSON"
+  // of either); a body of any other type, or of none, is refused saying what came. (Text is
+  // taken only where a trigger's payload may be text: automation-routes.ts.)
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
@@ -111,6 +112,10 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
       if (err) done(new ShoalError('SHOAL_BAD_REQUEST', jsonBodyProblem(text)), undefined);
       else done(null, value);
     });
+  });
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    if ((body as Buffer).length === 0) done(null, undefined);
+    else done(notJson(request), undefined);
   });
 
   app.setErrorHandler((err: FastifyError | ShoalError, request, reply) => {
@@ -306,13 +311,7 @@ export async function buildApi(deps: ApiDeps, options: ApiOptions): Promise<Fast
 function toShoalError(err: FastifyError | ShoalError, request: FastifyRequest): ShoalError {
   if (err instanceof ShoalError) return err;
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ShoalError('SHOAL_TOO_LARGE', err.message);
-  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    const type = request.headers['content-type'];
-    return new ShoalError(
-      'SHOAL_BAD_REQUEST',
-      `a body must be JSON, sent with Content-Type: application/json (this one was ${type ? `sent as ${type.slice(0, 100)}` : 'sent without a Content-Type'})`,
-    );
-  }
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return notJson(request);
   if (err.validation) {
     const context = err.validationContext ?? 'request';
     const [first] = err.validation;
@@ -330,6 +329,15 @@ function toShoalError(err: FastifyError | ShoalError, request: FastifyRequest): 
     return new ShoalError('SHOAL_BAD_REQUEST', err.message);
   }
   return new ShoalError('SHOAL_INTERNAL', 'internal error', { cause: err });
+}
+
+/** A body that is not JSON, refused saying what type it came as. */
+function notJson(request: FastifyRequest): ShoalError {
+  const type = request.headers['content-type'];
+  return new ShoalError(
+    'SHOAL_BAD_REQUEST',
+    `a body must be JSON, sent with Content-Type: application/json (this one was ${type ? `sent as ${type.slice(0, 100)}` : 'sent without a Content-Type'})`,
+  );
 }
 
 /** Why a JSON body was refused: where JSON.parse stopped, or the key no body may hold. */

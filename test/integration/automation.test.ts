@@ -297,6 +297,17 @@ describe('cross-server automation: the three-room example', () => {
     assert.deepEqual(called.body.fired, [hook.id]);
     await waitFor('the lamp off', async () => (await value(a, lamp.id)) === false);
     assert.equal((await api(b, 'POST', '/api/v1/hooks/nobody-home')).status, 404);
+    // A device that sends text: the payload is the string.
+    const texted = await fetch(`${b.url}/api/v1/hooks/doorbell`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${b.apiKey}`, 'content-type': 'text/plain' },
+      body: 'door open',
+    });
+    assert.equal(texted.status, 200, await texted.text());
+    await waitFor('the text payload', async () => {
+      const held = await api<{ state?: { result?: unknown } }>(b, 'GET', `/api/v1/nodes/${hook.id}`);
+      return held.body.state?.result === 'door open';
+    });
     // A payload too deep to write anywhere is refused, and the trigger keeps its last state.
     let deep: unknown = 'bell';
     for (let i = 0; i < 40; i++) deep = [deep];

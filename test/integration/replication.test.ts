@@ -360,6 +360,14 @@ describe('replication across three peers', () => {
       assert.equal(JSON.parse(res.body).error.code, 'SHOAL_BAD_REQUEST');
       assert.match(JSON.parse(res.body).error.message, why);
     }
+    // An empty body is no body, whatever its type; a trigger takes text as a string payload.
+    const alsoGone = await create(a, { type: 'Project', name: 'deleted with an empty text body' });
+    assert.equal(
+      (await rawRequest(a, 'DELETE', `/api/v1/nodes/${alsoGone.id}`, '', 'text/plain')).status,
+      200,
+    );
+    const hook = await rawRequest(a, 'POST', '/api/v1/hooks/no-such-hook', 'door open', 'text/plain');
+    assert.equal(hook.status, 404, hook.body);
     // An empty filter value filters nothing.
     const all = await api<{ nodes: ShoalNode[] }>(a, 'GET', '/api/v1/nodes');
     const empty = await api<{ nodes: ShoalNode[] }>(a, 'GET', '/api/v1/nodes?type=&owner=&parent=');
