@@ -78,11 +78,13 @@ type Phase =
   | { name: 'closed' };
 
 /**
- * The smoothed RTT after one more heartbeat's `sample` (ms): the first sample as it is, then an
- * eighth of the way from the last value to the sample (RFC 6298's SRTT), to a hundredth of a ms.
+ * The smoothed RTT after heartbeat `n` (counted from 1) measured `sample` (ms): the mean of the
+ * samples so far for the first eight, then an eighth of the way from the last value to the sample
+ * (RFC 6298's SRTT), to a hundredth of a ms. (A first sample taken while the peer was busy
+ * linking would otherwise take some 25 heartbeats to fade.)
  */
-export function smoothRtt(last: number | undefined, sample: number): number {
-  const smoothed = last === undefined ? sample : last + (sample - last) / 8;
+export function smoothRtt(last: number | undefined, sample: number, n: number): number {
+  const smoothed = last === undefined ? sample : last + (sample - last) / Math.min(Math.max(n, 1), 8);
   return Math.round(smoothed * 100) / 100;
 }
 
@@ -106,6 +108,8 @@ export class Link {
   readonly #deps: LinkDeps;
   readonly #options: LinkOptions;
   #phase: Phase;
+  /** Heartbeats answered so far (see `smoothRtt`). */
+  #rttSamples = 0;
   #handshakeTimer: Cancel;
   #watchdogTimer: Cancel | undefined;
   /** The link's byte and frame counts, made when it comes up, closed when it closes. */
@@ -238,7 +242,7 @@ export class Link {
       this.send({ t: 'pong', ts: message.ts });
       if (message.rtt !== undefined) this.rttMs = message.rtt;
     } else if (message.t === 'pong') {
-      this.rttMs = smoothRtt(this.rttMs, performance.now() - message.ts);
+      this.rttMs = smoothRtt(this.rttMs, performance.now() - message.ts, ++this.#rttSamples);
     } else {
       try {
         this.#deps.handler.message(this, message);

@@ -84,7 +84,7 @@ export class Mesh {
   #heartbeat: Cancel | undefined;
   #announce: Cancel | undefined;
   /** `linked` answers, by the lower id and then the higher (no key string per question), valid
-   * while the table's version is `#linkedVersion`. */
+   * while the table's `linkVersion` is `#linkedVersion`. */
   readonly #linkedCache = new Map<string, Map<string, boolean>>();
   #linkedVersion = -1;
   /** The link RTTs in the last own record sent, to tell when they moved enough to send again. */
@@ -511,7 +511,7 @@ export class Mesh {
   /** True when the link state says `a` and `b` are directly linked (both say so). */
   linked(a: string, b: string): boolean {
     // Asked for every (peer, owner) pair at every replication flush and for every replicated op:
-    // cached until the table moves.
+    // cached until the link state moves.
     if (this.#linkedVersion !== this.table.linkVersion) {
       this.#linkedCache.clear();
       this.#linkedVersion = this.table.linkVersion;

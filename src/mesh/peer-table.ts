@@ -160,14 +160,18 @@ export class PeerTable {
   }
 
   /**
-   * Every peer, by name, then id. Compared by code point, not localeCompare: the same order on
-   * every server whatever its locale, and no ICU collation data paged in (about 2 MB of RSS).
+   * Every peer, by name regardless of case, then as written, then by id. Compared by code point,
+   * not localeCompare: the same order on every server whatever its locale, and no ICU collation
+   * data paged in (about 2 MB of RSS).
    */
   views(): PeerView[] {
     const order = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
     return [...this.#entries.values()]
       .map((e) => this.#view(e))
-      .sort((a, b) => order(a.name, b.name) || order(a.id, b.id));
+      .sort(
+        (a, b) =>
+          order(a.name.toLowerCase(), b.name.toLowerCase()) || order(a.name, b.name) || order(a.id, b.id),
+      );
   }
 
   /** Ids of peers with a live direct link. */
@@ -262,7 +266,12 @@ export class PeerTable {
     const entry = this.#entry(record.id, record.generation);
     if (entry.record && !isNewer(record, entry.record)) return false;
     // Most new records only carry new RTTs: the link state, and so the routes, stay.
-    if (!entry.record || entry.record.left !== record.left || !sameLinks(entry.record.links, record.links)) {
+    const left = (r: PeerRecord): boolean => r.left === true;
+    if (
+      !entry.record ||
+      left(entry.record) !== left(record) ||
+      !sameLinks(entry.record.links, record.links)
+    ) {
       this.#linksMoved();
     }
     entry.record = record;

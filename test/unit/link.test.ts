@@ -31,25 +31,30 @@ describe('pingsOn', () => {
 });
 
 describe('smoothRtt', () => {
-  test('the first sample is taken as it is; one late answer moves the RTT an eighth of the way', () => {
-    assert.equal(smoothRtt(undefined, 0.34), 0.34);
-    // A ping answered 40 ms late by a busy event loop, on a 0.3 ms loopback link.
-    assert.equal(smoothRtt(0.3, 40.3), 5.3);
+  test('the first samples are averaged; after eight, one late answer moves the RTT an eighth of the way', () => {
+    assert.equal(smoothRtt(undefined, 0.34, 1), 0.34);
+    // A first ping answered late while the peer was busy linking, then the link as it is.
+    let rtt = smoothRtt(undefined, 30.3, 1);
+    for (let n = 2; n <= 8; n++) rtt = smoothRtt(rtt, 0.3, n);
+    assert.equal(rtt, 4.05, 'the mean of the eight');
+    // Then a ping answered 40 ms late by a busy event loop, on a 0.3 ms loopback link.
+    assert.equal(smoothRtt(0.3, 40.3, 9), 5.3);
   });
 
   test('property: the RTT stays between the last value and the sample, and comes to a steady sample', () => {
     const ms = fc.double({ min: 0, max: 10_000, noNaN: true });
+    const n = fc.integer({ min: 1, max: 1000 });
     fc.assert(
-      fc.property(ms, ms, (last, sample) => {
-        const next = smoothRtt(last, sample);
+      fc.property(ms, ms, n, (last, sample, count) => {
+        const next = smoothRtt(last, sample, count);
         assert.ok(next >= Math.min(last, sample) - 0.005 && next <= Math.max(last, sample) + 0.005);
       }),
     );
     fc.assert(
       fc.property(ms, ms, (start, steady) => {
-        let rtt = start;
-        for (let i = 0; i < 200; i++) rtt = smoothRtt(rtt, steady);
-        assert.ok(Math.abs(rtt - steady) <= 0.05, `${rtt} after 200 samples of ${steady}`);
+        let rtt = smoothRtt(undefined, start, 1);
+        for (let i = 2; i <= 200; i++) rtt = smoothRtt(rtt, steady, i);
+        assert.ok(Math.abs(rtt - steady) <= 0.05, `${rtt} after 199 samples of ${steady}`);
       }),
     );
   });

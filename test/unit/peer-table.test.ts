@@ -463,7 +463,7 @@ describe('PeerTable: routes through relays', () => {
     assert.equal(t.table.get(B)!.route, null);
   });
 
-  test('property: routes kept across changes are the routes worked out afresh', () => {
+  test('property: routes kept across changes are the routes worked out afresh, and every change of the link state moves linkVersion', () => {
     const peers = [A, B, C, HIGH];
     const change = fc.oneof(
       fc.record({ kind: fc.constant('up' as const), id: fc.constantFrom(...peers) }),
@@ -481,7 +481,17 @@ describe('PeerTable: routes through relays', () => {
       fc.property(fc.array(change, { maxLength: 40 }), (changes) => {
         const t = setup();
         const seqs = new Map<string, number>();
+        // What routes and `linked` answers are worked out from: it may not move unseen.
+        const linkState = (): string =>
+          JSON.stringify([
+            [...t.table.directIds()].sort(),
+            peers.map((id) => {
+              const r = t.table.get(id) && t.table.record(id);
+              return r ? [r.links, r.left === true] : null;
+            }),
+          ]);
         for (const c of changes) {
+          const before = { state: linkState(), version: t.table.linkVersion };
           if (c.kind === 'up') t.table.linkUp(c.id, 1, t.link());
           else if (c.kind === 'down') t.table.linkDown(c.id);
           else if (c.kind === 'remove') t.table.remove(c.id);
@@ -490,6 +500,9 @@ describe('PeerTable: routes through relays', () => {
             seqs.set(c.id, seq);
             const links = c.links.filter((id) => id !== c.id).sort();
             t.table.learnedRecord(record(c.id, { seq, links, left: c.left, rtts: { [SELF]: c.rtt } }));
+          }
+          if (linkState() !== before.state) {
+            assert.ok(t.table.linkVersion > before.version, `linkVersion after ${JSON.stringify(c)}`);
           }
           const records = new Map<string, PeerRecord>();
           for (const id of peers) {
