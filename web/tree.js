@@ -10,7 +10,7 @@
  * a tenth of a core (measured in bench/dashboard.ts) whenever values changed.
  */
 
-import { useCallback, useMemo, useState } from 'preact/hooks';
+import { useCallback, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { select, serverName, serverState, state, treeIndex } from './store.js';
 import { html, Icon, kindOf, LiveRunState, LiveValue, memo, useTopic } from './view.js';
 
@@ -116,6 +116,14 @@ export function NodeTree() {
   const query = filter.trim().toLowerCase();
   const index = treeIndex();
   const rows = useMemo(() => flatten(index, query, collapsed), [index, query, collapsed]);
+  // A row that moves to the next block (a node added above it) is made anew there, and the focus
+  // on it would be lost: it is put back on the row's new element.
+  const tree = useRef(null);
+  const focused = document.activeElement?.closest?.('.tree .row')?.dataset.id;
+  useLayoutEffect(() => {
+    if (!focused || tree.current?.contains(document.activeElement)) return;
+    tree.current?.querySelector(`.row[data-id="${CSS.escape(focused)}"]`)?.focus({ preventScroll: true });
+  });
   const toggle = useCallback(
     (id) =>
       setCollapsed((old) => {
@@ -165,7 +173,7 @@ export function NodeTree() {
       <button class="ghost small" onClick=${expandAll} title="expand all">Expand</button>
       <button class="ghost small" onClick=${collapseAll} title="collapse all but servers">Collapse</button>
     </div>
-    <div class="tree" role="tree" aria-label="nodes">
+    <div class="tree" role="tree" aria-label="nodes" ref=${tree}>
       ${blocks.map(
         (block, b) =>
           html`<div class="rows" role="none" key=${b} style=${`contain-intrinsic-size: auto ${block.length * ROW_PX}px`}>${block.map(rowOf)}</div>`,

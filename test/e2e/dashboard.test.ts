@@ -225,6 +225,18 @@ describe('the web dashboard', () => {
       assert.equal(await page.evaluate('document.activeElement.dataset.id'), ids[20]);
       await page.keyboard.press('ArrowUp');
       assert.equal(await page.evaluate('document.activeElement.dataset.id'), ids[19]);
+      // A node added above moves that row to the next block: it keeps the focus.
+      const first = await call<ShoalNode>(a, 'POST', '/api/v1/nodes', {
+        type: 'DataPoint',
+        name: 'a first',
+        parent: project.id,
+      });
+      await row(page, first.id).waitFor();
+      const moved: string[] = await page.evaluate(
+        "[...document.querySelectorAll('.tree .row')].map((r) => r.dataset.id)",
+      );
+      assert.equal(moved.indexOf(ids[19]!), 20, 'the row moved to the next block');
+      assert.equal(await page.evaluate('document.activeElement.dataset.id'), ids[19]);
       await call(a, 'DELETE', `/api/v1/nodes/${project.id}`);
       await page.close();
     },
