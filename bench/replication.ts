@@ -838,7 +838,7 @@ async function latencyAndThroughput(
     const cold = await warmUp(load, ctx.log, settle);
     ctx.figure({
       key: `repl.${n}.1000.cold_p99`,
-      label: `shoal ${n} peers, 1000/s in the first 5 s after start (JIT warming): write → on all others, p99`,
+      label: `shoal ${n} peers, 1000/s, its first 5 s (after 2 s at 200/s; V8 still optimizing): write → on all others, p99`,
       unit: 'ms',
       value: cold.p99,
       note: `p50 ${ms(cold.p50)}; the figures below are after it`,

@@ -16,7 +16,7 @@
  * installs them for this build, and the dashboard serves preact, htm and uPlot straight from them.
  */
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
 await build({
@@ -50,5 +50,6 @@ if (at >= 0) {
   console.error(
     `dist/shoal.js:${line}: a non-ASCII character; write it in ASCII in the source it comes from`,
   );
+  rmSync('dist/shoal.js'); // Not left for a later `node dist/shoal.js` to run.
   process.exit(1);
 }
