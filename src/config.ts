@@ -267,10 +267,13 @@ export const DEFAULTS: Config = {
   /** Ops per replication message. Larger batches mean fewer frames under load and bigger ones. */
   replicationBatchOps: 1000,
   /** After sending ops, a peer waits this many milliseconds before it sends more, so ops
-   * committed meanwhile travel together: under load each frame, each replica's commit and each
-   * event write carries many writes instead of one. A write after a quiet spell leaves at once;
-   * 0 sends every commit on its own. */
-  replicationBatchMs: 2,
+   * committed meanwhile travel together. 0 (the default) sends every commit on its own: a
+   * commit already carries every write that came in while the last one was made, so under load
+   * frames carry many writes all the same (a mesh of 10 sustained 8,000 writes/s either way).
+   * At 1000 writes/s in a mesh of 10, a 2 ms wait held each write 1 to 2 ms: on all replicas
+   * p50 3.0 ms with it, 1.2 ms without, p99 5.8 to 7.5 ms and 3.7 to 4.4 ms, for 10 to 15 %
+   * more CPU per write (runs of each, taken in turn). */
+  replicationBatchMs: 0,
   /** Ops replicated from other servers are applied, shown and passed on at once, but committed
    * to disk together this many milliseconds later: each commit writes every page it touched, so
    * at 50 replicated writes/s one commit each wrote ~20 KB per write, one every 250 ms ~5 KB (an
