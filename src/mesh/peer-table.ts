@@ -519,8 +519,28 @@ export class PeerTable {
     }
   }
 
+  /**
+   * What listeners are told of when it changes: the peer as a view shows it, and its links (a
+   * dashboard redraws the mesh), but not the RTTs its records carry. A busy peer sends a record
+   * with new RTTs every few seconds, and each was an event to every stream and page.
+   */
   #signature(e: Entry): string {
-    return `${e.state}|${e.route}|${e.record?.generation}:${e.record?.seq}|${e.hint.name}|${e.port}`;
+    const r = e.record;
+    return [
+      e.state,
+      e.route,
+      r?.generation,
+      r?.name || e.hint.name,
+      r?.version || e.hint.version,
+      e.port,
+      e.addresses[0],
+      r?.model,
+      r?.os,
+      r?.platform,
+      JSON.stringify(r?.settings ?? {}),
+      r?.links.join(','),
+      r?.left,
+    ].join('|');
   }
 
   #view(e: Entry): PeerView {

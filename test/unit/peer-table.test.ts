@@ -736,6 +736,21 @@ describe('PeerTable: change events', () => {
     assert.equal(t.changes.length, before + 3, 'an ignored (not newer) record changes nothing');
   });
 
+  test('a record that only brings new RTTs announces nothing; one with other links or settings does', () => {
+    const t = setup();
+    t.table.linkUp(HIGH, 1, t.link());
+    t.table.learnedRecord(record(HIGH, { links: [SELF], rtts: { [SELF]: 0.3 } }));
+    const before = t.changes.length;
+    t.table.learnedRecord(record(HIGH, { seq: 2, links: [SELF], rtts: { [SELF]: 48 } }));
+    t.table.learnedRecord(record(HIGH, { seq: 3, links: [SELF], rtts: { [SELF]: 0.4 } }));
+    assert.equal(t.changes.length, before);
+    t.table.learnedRecord(record(HIGH, { seq: 4, links: [A, SELF] }));
+    assert.equal(t.changes.length, before + 1, 'a new link of the peer (the mesh graph shows it)');
+    t.table.learnedRecord(record(HIGH, { seq: 5, links: [A, SELF], settings: { room: 'attic' } }));
+    assert.equal(t.changes.length, before + 2);
+    assert.deepEqual(t.changes.at(-1)!.settings, { room: 'attic' });
+  });
+
   test('a change of one peer announces only that peer', () => {
     const t = setup();
     t.beacon(HIGH);
