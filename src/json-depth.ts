@@ -25,16 +25,17 @@ export function deeperThan(value: unknown, limit: number): boolean {
  * written as null).
  */
 export function jsonProblem(value: unknown, maxDepth: number): string | undefined {
-  if (deeperThan(value, maxDepth)) return `nested deeper than ${maxDepth} levels (maxJsonDepth)`;
-  const stack: unknown[] = [value];
+  // One walk for both (every write's value goes through it); too deep is told first.
+  let tooLarge = false;
+  const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
-    const item = stack.pop();
-    if (typeof item === 'number' && !Number.isFinite(item))
-      return 'holds a number JSON cannot carry (too large)';
+    const [item, depth] = stack.pop()!;
+    if (typeof item === 'number') tooLarge ||= !Number.isFinite(item);
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth + 1 > maxDepth) return `nested deeper than ${maxDepth} levels (maxJsonDepth)`;
     // (A loop, not push(...children): an array of a million numbers is more arguments than a
     // call may take.)
-    if (typeof item === 'object' && item !== null)
-      for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push(child);
+    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, depth + 1]);
   }
-  return undefined;
+  return tooLarge ? 'holds a number JSON cannot carry (too large)' : undefined;
 }

@@ -157,6 +157,10 @@ const MAX_HOPS = 16;
 const GAP_REQUEST_MS = 250;
 const LAG_POLL_MS = 20;
 const RECENT_RESULTS = 4096;
+/** Stamps of the other history's ops merged while mending forks, remembered at most. */
+const MERGED_STAMPS = 100_000;
+/** Ops per owner kept in memory for sending (between this and twice this). */
+const RECENT_OPS = 5000;
 
 /**
  * About how many bytes a write holds: its value and meta as JSON (a number or a flag: 8; a value
@@ -183,9 +187,6 @@ function requestBytes(req: WriteRequest): number {
       return 8;
   }
 }
-const MERGED_STAMPS = 100_000;
-/** Ops per owner kept in memory for sending (between this and twice this). */
-const RECENT_OPS = 5000;
 
 export class Replicator implements MeshApplication {
   readonly #deps: ReplicatorDeps;
@@ -250,7 +251,6 @@ export class Replicator implements MeshApplication {
   #earlyCount = 0;
   readonly #lastGapRequest = new Map<string, number>();
   readonly #gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  /** Snapshot chunks being received, per owner. */
   /** Snapshot chunks being received, per owner and sender. */
   readonly #incoming = new Map<string, { seq: number; nodes: StoredNode[] }>();
   readonly #queue: Pending[] = [];
@@ -1001,7 +1001,7 @@ export class Replicator implements MeshApplication {
           if (owner === this.#deps.selfId && this.#committed > applied) {
             // Our nodes as they are now carry commits not yet durable: taken now, sent when
             // those are (waiting for a moment with none would starve the peer under load).
-            const nodes = this.#snapshotOf(owner);
+            const nodes = store.ownerSnapshot(owner);
             const seq = this.#committed;
             const hlc = this.#stampOf(owner, seq);
             cursors.set(owner, seq);
@@ -1136,16 +1136,10 @@ export class Replicator implements MeshApplication {
     if (this.#returning.delete(peer)) this.#servedTo.clear();
   }
 
-  /** An owner's nodes for a snapshot: the live ones, and the deleted ones not yet collected. */
-  #snapshotOf(owner: string): StoredNode[] {
-    const { store } = this.#deps;
-    return [...store.ownerNodes(owner), ...store.ownerTombstones(owner)];
-  }
-
   #sendSnapshot(
     peer: string,
     owner: string,
-    nodes = this.#snapshotOf(owner),
+    nodes = this.#deps.store.ownerSnapshot(owner),
     seq = this.#vv.get(owner) ?? 0,
     hlc = this.#stampOf(owner, seq),
   ): void {
@@ -1337,7 +1331,7 @@ export class Replicator implements MeshApplication {
 
   /** Ops of ours from `from` while a fork is mended: merged, in turn. */
   #receiveOwn(from: string, ops: Op[]): void {
-    const { store, hlc, events, selfId } = this.#deps;
+    const { store, hlc, selfId } = this.#deps;
     const merged: StoredNode[] = [];
     store.applyPending(() => {
       for (const op of ops) {
@@ -1356,10 +1350,13 @@ export class Replicator implements MeshApplication {
       }
     });
     this.#commitSoon();
-    for (const node of merged) {
-      events.publish({ type: 'node', op: node.deleted ? 'delete' : 'update', node: toApi(node) });
-    }
+    for (const node of merged) this.#publishState(node);
     if (this.#fork && this.#fork.next > this.#fork.upTo) this.#endFork();
+  }
+
+  /** Tells the event streams a node's state as it now stands here (merged, or from a snapshot). */
+  #publishState(node: StoredNode): void {
+    this.#deps.events.publish({ type: 'node', op: node.deleted ? 'delete' : 'update', node: toApi(node) });
   }
 
   /**
@@ -1370,12 +1367,12 @@ export class Replicator implements MeshApplication {
    * history, ends the fork. Answers false when it is no concern of a fork.
    */
   #receiveOwnSnapshot(from: string, seq: number, nodes: StoredNode[]): boolean {
-    const { store, events, selfId } = this.#deps;
+    const { store, selfId } = this.#deps;
     if (!this.#fork) {
       if (seq <= this.#committed) return false;
       let newest = '';
       for (const n of nodes) if (n.hlc > newest) newest = n.hlc;
-      if (!this.#snapshotOf(selfId).some((n) => n.hlc > newest)) return false;
+      if (!store.ownerSnapshot(selfId).some((n) => n.hlc > newest)) return false;
       this.#mendFork(from, seq, false);
     }
     const fork = this.#fork!;
@@ -1388,9 +1385,7 @@ export class Replicator implements MeshApplication {
       }
     });
     this.#commitSoon();
-    for (const node of merged) {
-      events.publish({ type: 'node', op: node.deleted ? 'delete' : 'update', node: toApi(node) });
-    }
+    for (const node of merged) this.#publishState(node);
     if (from === fork.peer && seq >= fork.upTo) {
       fork.next = seq + 1;
       this.#endFork();
@@ -1588,13 +1583,7 @@ export class Replicator implements MeshApplication {
     this.#deps.metrics.snapshots.inc({ direction: 'received' });
     for (const node of nodes) {
       const stored = store.node(node.id);
-      if (stored) {
-        this.#deps.events.publish({
-          type: 'node',
-          op: stored.deleted ? 'delete' : 'update',
-          node: toApi(stored),
-        });
-      }
+      if (stored) this.#publishState(stored);
     }
     // Tombstones collected on the sender are not in it: nodes of ours under them go now.
     this.sweepOrphans();

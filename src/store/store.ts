@@ -196,7 +196,7 @@ export class Store {
            head_hlc = excluded.head_hlc`,
       ),
       ownerNodes: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE owner = ? AND deleted = 0'),
-      ownerTombstones: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE owner = ? AND deleted = 1'),
+      ownerAllNodes: db.prepare<[string], NodeRow>('SELECT * FROM nodes WHERE owner = ?'),
       deleteOwnerNodes: db.prepare('DELETE FROM nodes WHERE owner = ?'),
       deleteOwnerOps: db.prepare('DELETE FROM ops WHERE owner = ?'),
       retired: db.prepare<[], RetiredServer>('SELECT id, name, by, at FROM retired ORDER BY id'),
@@ -316,10 +316,7 @@ export class Store {
   /** Runs `fn`, then writes the owners rows its ops changed (inside the same transaction). */
   #withOwners<T>(fn: () => T): T {
     const result = fn();
-    for (const owner of this.#dirtyOwners) {
-      const { applied, logFloor, headHlc } = this.#owners.get(owner)!;
-      this.#sql.setApplied.run(owner, applied, logFloor, headHlc ?? null);
-    }
+    for (const owner of this.#dirtyOwners) this.#setOwner(owner, this.#owners.get(owner)!);
     this.#dirtyOwners.clear();
     return result;
   }
@@ -600,9 +597,9 @@ export class Store {
     return this.#sql.ownerNodes.all(owner).map(fromRow);
   }
 
-  /** The deleted nodes of an owner not yet collected (`collectTombstones`), for a snapshot. */
-  ownerTombstones(owner: string): StoredNode[] {
-    return this.#sql.ownerTombstones.all(owner).map(fromRow);
+  /** An owner's nodes for a snapshot: the live ones and the deleted ones not yet collected. */
+  ownerSnapshot(owner: string): StoredNode[] {
+    return this.#sql.ownerAllNodes.all(owner).map(fromRow);
   }
 
   /**

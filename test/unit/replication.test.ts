@@ -230,6 +230,26 @@ async function gardenWithSoil(
   return { a, b, project, dp };
 }
 
+/**
+ * `gardenWithSoil`, then a deletes the project while b is away and compacts its log (and, with
+ * `collect`, collects the tombstone too), and the two meet again: b can catch up by snapshot only.
+ */
+async function deletedWhileAway(
+  c: Cluster,
+  collect: boolean,
+): Promise<{ a: SimPeer; b: SimPeer; project: ShoalNode; dp: ShoalNode }> {
+  const garden = await gardenWithSoil(c);
+  const { a, b, project } = garden;
+  c.net.disconnect(a.id, b.id);
+  await c.net.resolve(a.nodes.delete(project.id));
+  a.store.compactLog(0);
+  if (collect) a.store.collectTombstones(encodeHlc(c.net.time.now() + 1000, 0));
+  c.healAll();
+  await c.net.settle();
+  assert.ok((c.net.stats.delivered.snap ?? 0) > 0, 'a snapshot was sent');
+  return garden;
+}
+
 function assertConverged(peers: SimPeer[], context = ''): void {
   const vv = peers[0]!.replicator.versionVector();
   for (const p of peers) {
@@ -887,15 +907,8 @@ describe('deletes across owners', () => {
 
   test("a snapshot that no longer holds a deleted parent still deletes this owner's nodes below it", async () => {
     await withCluster(2, pair, { seed: 6 }, {}, async (c) => {
-      const { a, b, project, dp } = await gardenWithSoil(c);
-      c.net.disconnect(a.id, b.id);
-      await c.net.resolve(a.nodes.delete(project.id));
       // The tombstone's op is gone, and the tombstone collected: b gets a snapshot without it.
-      a.store.compactLog(0);
-      a.store.collectTombstones(encodeHlc(c.net.time.now() + 1000, 0));
-      c.healAll();
-      await c.net.settle();
-      assert.ok((c.net.stats.delivered.snap ?? 0) > 0, 'a snapshot was sent');
+      const { b, project, dp } = await deletedWhileAway(c, true);
       assert.equal(b.store.node(project.id), undefined);
       for (const p of c.peers) {
         assert.equal(p.store.node(dp.id)?.deleted, true, `${p.name}: the orphan is deleted by its owner`);
@@ -907,13 +920,7 @@ describe('deletes across owners', () => {
 
   test('a snapshot carries the deleted nodes not yet collected, as deleted', async () => {
     await withCluster(2, pair, { seed: 8 }, {}, async (c) => {
-      const { a, b, project, dp } = await gardenWithSoil(c);
-      c.net.disconnect(a.id, b.id);
-      await c.net.resolve(a.nodes.delete(project.id));
-      a.store.compactLog(0);
-      c.healAll();
-      await c.net.settle();
-      assert.ok((c.net.stats.delivered.snap ?? 0) > 0, 'a snapshot was sent');
+      const { b, project, dp } = await deletedWhileAway(c, false);
       assert.equal(b.store.node(project.id)?.deleted, true, 'the tombstone came with it');
       for (const p of c.peers) assert.equal(p.store.node(dp.id)?.deleted, true, p.name);
       assertConverged(c.peers);
