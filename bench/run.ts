@@ -23,6 +23,7 @@ import { DEFAULTS } from '../src/config.ts';
 import { VERSION } from '../src/version.ts';
 import { type AutomationPlan, automationSuite } from './automation.ts';
 import { benchSettings, stopEveryFleet, stopEveryFleetNow } from './fleet.ts';
+import { stopEveryFloorNow } from './floor.ts';
 import { compare, type MosquittoFindings, mosquittoSuite, stopEveryMosquittoNow } from './mosquitto.ts';
 import {
   type Figure,
@@ -245,6 +246,7 @@ async function main(argv: string[]): Promise<number> {
   }
   await stopEveryFleet();
   stopEveryMosquittoNow();
+  stopEveryFloorNow();
 
   if (metrics.length) log(`\n${table(metrics)}`);
   if (figures.length) log(`\n${figureTable(figures)}`);
@@ -348,15 +350,18 @@ function writeResults(results: Results): string {
   return file;
 }
 
-process.on('exit', () => {
+/** Kills every process the bench started and removes its directories (on exit, failure, Ctrl-C). */
+function stopEverythingNow(): void {
   stopEveryFleetNow();
   stopEveryMosquittoNow();
-});
+  stopEveryFloorNow();
+}
+
+process.on('exit', stopEverythingNow);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(signal, () => {
     process.stderr.write(`\nbench: ${signal}, stopping every peer\n`);
-    stopEveryFleetNow();
-    stopEveryMosquittoNow();
+    stopEverythingNow();
     process.exit(130);
   });
 }
@@ -367,8 +372,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
-    stopEveryFleetNow();
-    stopEveryMosquittoNow();
+    stopEverythingNow();
     process.exitCode = 1;
   },
 );

@@ -9,6 +9,7 @@ import { cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULTS } from '../src/config.ts';
 import { Fleet, type FleetPeer } from './fleet.ts';
+import { type Floor, startFloor } from './floor.ts';
 import { MeshWatch } from './mesh-watch.ts';
 import { cpuMs, cpuResolutionMs, memory } from './proc-stats.ts';
 import type { Metric, Target } from './summary.ts';
@@ -289,7 +290,9 @@ export async function failures(ctx: ScenarioContext, n: number, reps: number): P
 
 /**
  * Memory and CPU of idle peers in a settled mesh of `n`, and of one lone peer (no links) measured
- * in the same window, which splits the cost into a fixed part and a part per link.
+ * in the same window, which splits the cost into a fixed part and a part per link. In the same
+ * window, the memory of an empty Node process and of shoal's dependencies alone (floor.ts): what
+ * no peer on this Node and this stack can go under.
  */
 export async function idle(
   ctx: ScenarioContext,
@@ -320,11 +323,28 @@ export async function idle(
   );
   const loneRss = ctx.metric('idle.lone.rss', 'lone peer (no links) RSS', 'MB');
   const loneCpu = ctx.metric('idle.lone.cpu', 'lone peer (no links) CPU, % of one core', '%');
+  const emptyRss = ctx.metric(
+    'idle.floor.node',
+    'floor: an empty Node process, RSS',
+    'MB',
+    undefined,
+    "node -e 'setInterval(...)' with the peers' Node flags",
+  );
+  const stackRss = ctx.metric(
+    'idle.floor.stack',
+    "floor: shoal's dependencies alone at rest, RSS",
+    'MB',
+    undefined,
+    'bench/stack-floor.ts, bundled as the product: fastify, ws, SQLite, pino, prom-client, ... and no shoal code',
+  );
+  const stackAnon = ctx.metric('idle.floor.stack_anon', "floor: shoal's dependencies alone, RssAnon", 'MB');
   const diag = ctx.diagnostics(`idle.${n}`);
   const fleet = new Fleet();
   const loneFleet = new Fleet();
   const watch = new MeshWatch();
+  let floor: Floor | undefined;
   try {
+    floor = await startFloor();
     const [peers, lone] = await Promise.all([fleet.startMany(n), loneFleet.start()]);
     await watch.add(peers);
     await fullMesh(watch, peers, true);
@@ -352,11 +372,16 @@ export async function idle(
       anon.samples.push(mem.anon / mb);
       pss.samples.push(mem.pss / mb);
     }
+    emptyRss.samples.push(memory(floor.empty.pid!).rss / mb);
+    const stack = memory(floor.stack.pid!);
+    stackRss.samples.push(stack.rss / mb);
+    stackAnon.samples.push(stack.anon / mb);
     addCounters(diag.counters, await scrapeCounters(peers));
     const opened = diag.counters['shoal_links_opened_total{direction="outbound"}'] ?? 0;
     diag.notes.push(`${opened} links opened for the ${(n * (n - 1)) / 2} pairs`);
   } finally {
     watch.close();
+    floor?.stop();
     await Promise.all([fleet.stop(), loneFleet.stop()]);
     diag.warnings.push(...fleet.warnings, ...loneFleet.warnings);
   }

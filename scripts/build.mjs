@@ -19,9 +19,12 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
+// `node scripts/build.mjs [ENTRY OUTFILE]`: the bench bundles its stack-floor program the same way.
+const [entry = 'src/cli/main.ts', outfile = 'dist/shoal.js'] = process.argv.slice(2);
+
 await build({
-  entryPoints: ['src/cli/main.ts'],
-  outfile: 'dist/shoal.js',
+  entryPoints: [entry],
+  outfile,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -43,13 +46,11 @@ await build({
 // when every character is Latin-1 and two bytes otherwise: a single non-ASCII character in a
 // comment esbuild keeps doubles it (3.7 MB to 7.4 MB of an idle peer's heap). esbuild escapes
 // non-ASCII in strings and names by itself (charset ascii); this catches the comments.
-const out = readFileSync('dist/shoal.js');
+const out = readFileSync(outfile);
 const at = out.findIndex((byte) => byte > 0x7f);
 if (at >= 0) {
   const line = out.subarray(0, at).toString('latin1').split('\n').length;
-  console.error(
-    `dist/shoal.js:${line}: a non-ASCII character; write it in ASCII in the source it comes from`,
-  );
-  rmSync('dist/shoal.js'); // Not left for a later `node dist/shoal.js` to run.
+  console.error(`${outfile}:${line}: a non-ASCII character; write it in ASCII in the source it comes from`);
+  rmSync(outfile); // Not left for a later `node dist/shoal.js` to run.
   process.exit(1);
 }
