@@ -6,6 +6,7 @@
  */
 
 import { isoTime } from './clock.ts';
+import { ShoalError } from './errors.ts';
 import type { PeerView } from './mesh/peer-table.ts';
 import type { OpKind, RetiredServer, ShoalNode } from './store/store.ts';
 
@@ -17,11 +18,39 @@ export type ShoalEvent = { id: number; at: string } & (
   | { type: 'retired'; server: RetiredServer }
 );
 
+export type EventType = ShoalEvent['type'];
+
+/** Every event type, as clients name them in `?types=`. */
+export const EVENT_TYPES: readonly EventType[] = ['peer', 'node', 'automation', 'retired'];
+
+/**
+ * The event types a client of an event stream asked for with `?types=a,b`: every type when it did
+ * not ask (undefined), and none for `types=none` where `none` is allowed (the WebSocket stream, for
+ * a client that only writes). Throws SHOAL_BAD_REQUEST naming what is wrong.
+ */
+export function eventTypes(
+  asked: string | undefined,
+  noneAllowed: boolean,
+): ReadonlySet<EventType> | undefined {
+  if (asked === undefined) return undefined;
+  const names = asked.split(',').map((name) => name.trim());
+  if (noneAllowed && names.length === 1 && names[0] === 'none') return new Set();
+  const known = `${EVENT_TYPES.join(', ')}${noneAllowed ? ', or none alone' : ''}`;
+  for (const name of names) {
+    if (!(EVENT_TYPES as readonly string[]).includes(name)) {
+      throw new ShoalError('SHOAL_BAD_REQUEST', `types: ${JSON.stringify(name)} is not one of ${known}`);
+    }
+  }
+  return new Set(names as EventType[]);
+}
+
 type EventBody = ShoalEvent extends infer E ? (E extends ShoalEvent ? Omit<E, 'id' | 'at'> : never) : never;
 
 export class EventBus {
   readonly #subscribers = new Set<(event: ShoalEvent) => void>();
   #nextId = 1;
+  #jsonOf: ShoalEvent | undefined;
+  #json = '';
 
   /**
    * Delivers `body` to every subscriber, as the event itself: its id and time are added to it
@@ -32,6 +61,18 @@ export class EventBus {
     event.id = this.#nextId++;
     event.at = isoTime(Date.now()); // Busy peers publish many events per ms.
     for (const subscriber of this.#subscribers) subscriber(event);
+  }
+
+  /**
+   * `event` as JSON, made once for all its subscribers: they are called in turn by `publish`, so
+   * the last event's JSON is the one they ask for.
+   */
+  json(event: ShoalEvent): string {
+    if (event !== this.#jsonOf) {
+      this.#json = JSON.stringify(event);
+      this.#jsonOf = event;
+    }
+    return this.#json;
   }
 
   /** Calls `subscriber` with every event from now on; returns the unsubscribe function. */

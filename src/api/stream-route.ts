@@ -1,6 +1,7 @@
 /**
- * GET /api/v1/stream: a WebSocket for client apps. It carries every event, like the SSE stream,
- * and takes writes. All messages are JSON objects with a type in `t`.
+ * GET /api/v1/stream: a WebSocket for client apps. It carries every event, like the SSE stream
+ * (or those of the types named in `?types=node,peer`, or none with `?types=none`), and takes
+ * writes. All messages are JSON objects with a type in `t`.
  *
  *   client -> server  {t:"auth", key}                      first, unless an Authorization header was sent
  *                     {t:"set", rid, id, value}             set a data point's value
@@ -22,12 +23,12 @@ import Type from 'typebox';
 import Compile from 'typebox/compile';
 import type { WebSocket } from 'ws';
 import { ShoalError } from '../errors.ts';
-import type { EventBus } from '../events.ts';
+import { type EventBus, eventTypes } from '../events.ts';
 import type { Metrics } from '../metrics.ts';
 import type { NodeService } from '../replication/node-service.ts';
 import { type ApiKeys, bearerKey, type Scope } from './auth.ts';
 import { corkPerTurn } from './cork.ts';
-import { ClientSlots } from './events-route.ts';
+import { ClientSlots, typesQuery } from './events-route.ts';
 
 export interface StreamOptions {
   nodes: NodeService;
@@ -99,16 +100,22 @@ const NO_SLOT = new ClientSlots(0);
 export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, options) => {
   /** Streams still to authenticate, per address: one address cannot take every such slot. */
   const waiting = new Map<string, number>();
-  app.get(
+  app.get<{ Querystring: { types?: string } }>(
     '/stream',
     {
       websocket: true,
       schema: {
         summary:
           'WebSocket: every event, and writes (set, create, update, delete); see the README for the messages',
+        querystring: typesQuery(true),
+      },
+      // Answered in HTTP, before the upgrade.
+      preHandler: async (request) => {
+        eventTypes(request.query.types, true);
       },
     },
     (socket: WebSocket, request) => {
+      const types = eventTypes(request.query.types, true);
       // A key in the header (a wrong one was answered 401 before the upgrade: server.ts) takes a
       // client's slot at once; a stream to authenticate by message takes one of its own first.
       const headerKey = bearerKey(request.headers.authorization);
@@ -149,13 +156,14 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       let unsubscribe: (() => void) | undefined;
       // The upgraded request's TCP socket is the WebSocket's.
       const cork = corkPerTurn(request.raw.socket);
-      const send = (message: unknown): void => {
+      const sendText = (text: string): void => {
         if (cork() && socket.bufferedAmount > options.clientBufferBytes) {
           refuse(1013, 'too slow');
           return;
         }
-        socket.send(JSON.stringify(message));
+        socket.send(text);
       };
+      const send = (message: unknown): void => sendText(JSON.stringify(message));
       const begin = (granted: Scope): void => {
         releaseSlot();
         if (!options.slots.take()) {
@@ -167,7 +175,11 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
         scope = granted;
         options.metrics.eventClients.inc();
         send({ t: 'hello', ...options.hello() });
-        unsubscribe = options.events.subscribe((event) => send({ t: 'event', event }));
+        if (types?.size === 0) return;
+        unsubscribe = options.events.subscribe((event) => {
+          if (types && !types.has(event.type)) return;
+          sendText(`{"t":"event","event":${options.events.json(event)}}`);
+        });
       };
       if (headerScope) begin(headerScope);
       const authTimer = setTimeout(() => {

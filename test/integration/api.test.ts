@@ -114,6 +114,84 @@ describe('the HTTP API', () => {
     }
   });
 
+  test('the event streams send only the types named in ?types=, and refuse an unknown type in HTTP', async () => {
+    for (const query of ['types=node,nodes', 'types=none']) {
+      const bad = await peer.get<{ error: { code: string; message: string } }>(`/api/v1/events?${query}`);
+      assert.equal(bad.status, 400, query);
+      assert.equal(bad.body.error.code, 'SHOAL_BAD_REQUEST');
+      assert.match(
+        bad.body.error.message,
+        /^types: "(nodes|none)" is not one of peer, node, automation, retired$/,
+      );
+    }
+    const wsUrl = `${peer.url.replace('http', 'ws')}/api/v1/stream`;
+    const headers = { authorization: `Bearer ${peer.apiKey}` };
+    const refused = new WebSocket(`${wsUrl}?types=bogus`, { headers });
+    refused.on('error', () => {});
+    const status = await new Promise<number>((resolve) => {
+      refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      refused.on('open', () => resolve(101));
+    });
+    assert.equal(status, 400, 'answered before the upgrade');
+    refused.terminate();
+
+    const point = await api<{ id: string }>(peer, 'POST', '/api/v1/nodes', {
+      type: 'DataPoint',
+      name: 'typed',
+    });
+    assert.equal(point.status, 201);
+    const controller = new AbortController();
+    const sse = await fetch(`${peer.url}/api/v1/events?types=node`, { headers, signal: controller.signal });
+    assert.equal(sse.status, 200);
+    const reader = sse.body!.getReader();
+    /** Opens a stream, writes `value` through it, and resolves with what it got up to the answer. */
+    const writeThrough = async (types: string, value: number): Promise<{ t: string }[]> => {
+      const ws = new WebSocket(`${wsUrl}?types=${types}`, { headers });
+      const got: { t: string; rid?: number }[] = [];
+      try {
+        await new Promise<void>((resolve, reject) => {
+          ws.on('message', (data: Buffer) => {
+            const message = JSON.parse(data.toString()) as { t: string; rid?: number };
+            got.push(message);
+            if (message.t === 'hello')
+              ws.send(JSON.stringify({ t: 'set', rid: value, id: point.body.id, value }));
+            if (message.t === 'result' && message.rid === value) resolve();
+          });
+          ws.once('close', (code) => reject(new Error(`closed ${code}`)));
+        });
+      } finally {
+        ws.terminate();
+      }
+      return got;
+    };
+    try {
+      // A client that only writes gets the hello and its answers; one that asked for peer events
+      // gets no node event for its own write, which is published before the write is answered.
+      assert.deepEqual(
+        (await writeThrough('none', 42)).map((m) => m.t),
+        ['hello', 'result'],
+      );
+      assert.deepEqual(
+        (await writeThrough('peer', 43)).map((m) => m.t),
+        ['hello', 'result'],
+      );
+      const all = await writeThrough('node,peer', 44);
+      assert.deepEqual(
+        all.map((m) => m.t),
+        ['hello', 'event', 'result'],
+      );
+      let text = '';
+      await waitFor('both values on the SSE stream of node events', async () => {
+        const { value } = await reader.read();
+        text += Buffer.from(value ?? new Uint8Array()).toString();
+        return text.includes('"value":42') && text.includes('"value":44');
+      });
+      assert.ok(!text.includes('event: peer'), 'only node events');
+    } finally {
+      controller.abort();
+    }
+  });
+
   test('the stream: a plain GET and a wrong key are answered in HTTP; sockets still to authenticate hold slots of their own', async () => {
     const small = await cluster.start({
       name: 'small',

@@ -1,6 +1,7 @@
 /**
  * The small pure pieces: ReplayCache, RateLimiter, beacon targets and broadcast addresses,
- * hardware model and platform names, server ids, and ThrottledLog.
+ * hardware model and platform names, server ids, ThrottledLog, and the event streams' type filter
+ * and shared JSON.
  */
 
 import assert from 'node:assert/strict';
@@ -19,11 +20,55 @@ import {
   LOOPBACK_BROADCAST,
   MULTICAST_GROUP,
 } from '../../src/discovery/targets.ts';
+import { EventBus, eventTypes, type ShoalEvent } from '../../src/events.ts';
 import { hardwareModel, nextGeneration, platformName } from '../../src/identity.ts';
 import { idFromBytes, idToBytes, isId, newId } from '../../src/ids.ts';
 import { ThrottledLog } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { RateLimiter } from '../../src/rate-limit.ts';
+
+describe('event types and JSON', () => {
+  test('?types= names a set of event types; none only where allowed; anything else is refused by name', () => {
+    assert.equal(eventTypes(undefined, true), undefined, 'every type');
+    assert.deepEqual([...eventTypes('node, peer', false)!], ['node', 'peer']);
+    assert.equal(eventTypes('none', true)!.size, 0);
+    for (const [asked, wrong] of [
+      ['none', 'none'],
+      ['node,', ''],
+      ['node,Node', 'Node'],
+      ['none,node', 'none'],
+    ] as const) {
+      assert.throws(
+        () => eventTypes(asked, asked === 'none,node'),
+        (err: Error & { code?: string }) =>
+          err.code === 'SHOAL_BAD_REQUEST' &&
+          err.message.startsWith(`types: ${JSON.stringify(wrong)} is not one of`),
+        asked,
+      );
+    }
+  });
+
+  test("an event's JSON is made once for all of its subscribers, and is the event's", () => {
+    const bus = new EventBus();
+    const seen: string[] = [];
+    let made = 0;
+    for (let k = 0; k < 3; k++) {
+      bus.subscribe((event) => {
+        const json = bus.json(event);
+        if (seen.at(-1) !== json) made++;
+        seen.push(json);
+      });
+    }
+    const retired = { id: 'a', name: 'old', by: 'c', at: '2026-01-01T00:00:00.000Z' };
+    bus.publish({ type: 'retired', server: retired });
+    bus.publish({ type: 'retired', server: { ...retired, id: 'b' } });
+    assert.equal(made, 2);
+    assert.equal(seen.length, 6);
+    assert.equal((JSON.parse(seen[0]!) as ShoalEvent).id, 1);
+    assert.equal((JSON.parse(seen[5]!) as { server: { id: string } }).server.id, 'b');
+    assert.ok(seen[0] === seen[2] && seen[3] === seen[5]);
+  });
+});
 
 describe('ReplayCache', () => {
   test('a key is new once, then seen until it expires, then new again', () => {
