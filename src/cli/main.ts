@@ -186,7 +186,9 @@ export function program(): Command {
     });
   clientOptions(
     cli.command('watch').description('print every change in the mesh as it happens (Ctrl-C stops)'),
-  ).action((opts: Opts) => watch(opts));
+  )
+    .option('--types <list>', 'only these event types, comma-separated: peer, node, automation, retired')
+    .action((opts: Opts & { types?: string }) => watch(opts));
   clientOptions(cli.command('server').description("this server's metadata")).action((opts: Opts) =>
     show('/api/v1/server', opts),
   );

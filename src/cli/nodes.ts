@@ -142,12 +142,14 @@ export async function series(
  * Reconnects when the stream drops.
  */
 export async function watch(
-  options: Common & { signal?: AbortSignal },
+  options: Common & { types?: string; signal?: AbortSignal },
   print: Print = console.log,
 ): Promise<void> {
   const client = new ApiClient(options);
+  const query = options.types === undefined ? '' : `?types=${encodeURIComponent(options.types)}`;
   for (;;) {
-    const response = await client.stream('/api/v1/events', options.signal);
+    // A refused request (an unknown type) throws here, out of the loop: only a lost stream is retried.
+    const response = await client.stream(`/api/v1/events${query}`, options.signal);
     const decoder = new TextDecoder();
     let buffer = '';
     try {

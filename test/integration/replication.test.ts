@@ -663,4 +663,48 @@ describe('catching up after the log moved on', () => {
       child.kill('SIGINT');
     }
   });
+
+  test('shoal watch --types prints only those events, and names an unknown type', async () => {
+    const [a] = cluster.peers.filter((p) => p.alive) as [PeerProcess];
+    const { execFile, spawn } = await import('node:child_process');
+    const { CLI } = await import('../support/cluster.ts');
+    const common = ['--url', a.url, '--data', a.dataDir];
+    const refused = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = execFile(
+        process.execPath,
+        [CLI, 'watch', '--types', 'node,nodes', ...common],
+        (err, _o, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : child.exitCode, stderr }),
+      );
+    });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /SHOAL_BAD_REQUEST.*types: "nodes" is not one of/);
+    const child = spawn(process.execPath, [CLI, 'watch', '--types', 'peer', '--json', ...common], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      const point = await create(a, { type: 'DataPoint', name: 'unwatched' });
+      // A peer event to see: a newcomer joins while the node's value keeps changing.
+      const newcomer = await cluster.start({ name: 'seen-by-watch' });
+      try {
+        await waitFor('the newcomer on screen', async () => {
+          await api(a, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: Date.now() });
+          return out.includes(newcomer.id);
+        });
+      } finally {
+        await newcomer.kill();
+      }
+      const types = out
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { type: string }).type);
+      assert.ok(types.length > 0 && types.every((type) => type === 'peer'), types.join(' '));
+    } finally {
+      child.kill('SIGINT');
+    }
+  });
 });
