@@ -5,8 +5,9 @@
  *
  * What is measured, with the product's DEFAULTS timings, on loopback only:
  * - Latency from a write on one peer to its arrival on all others (p50, p99) at fixed rates, for
- *   meshes of 3 and 10. The write goes through the owner's stream (`set`, pipelined); every other
- *   peer is watched through its own stream. Each value is the bench's performance.now() at send,
+ *   meshes of 3 and 10. The write goes through the owner's stream (`set`, pipelined), opened with
+ *   `?types=none` (it gets its answers and no events, as Mosquitto's publisher gets no messages);
+ *   every other peer is watched through its own stream of node events. Each value is the bench's performance.now() at send,
  *   in whole microseconds (made unique), so the arrival of value V on a peer at time T took
  *   T - V; a write's latency is its slowest peer's.
  * - The highest rate from one writer that every replica keeps up with: the rate is ramped in steps
@@ -175,9 +176,14 @@ export class StreamClient {
     ws.on('error', () => {});
   }
 
-  static async open(peer: FleetPeer): Promise<StreamClient> {
+  /**
+   * Opens a stream to `peer`. `types` is the stream's `?types=`: `none` for a client that only
+   * writes (as Mosquitto's publisher, it then gets no events back), `node` for a watcher.
+   */
+  static async open(peer: FleetPeer, types?: 'none' | 'node'): Promise<StreamClient> {
     const p = peer.process;
-    const ws = new WebSocket(`ws://127.0.0.1:${p.port}/api/v1/stream`, { perMessageDeflate: false });
+    const query = types ? `?types=${types}` : '';
+    const ws = new WebSocket(`ws://127.0.0.1:${p.port}/api/v1/stream${query}`, { perMessageDeflate: false });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', resolve);
       ws.once('error', reject);
@@ -824,9 +830,9 @@ async function latencyAndThroughput(
     const peers = await fleet.startMany(n);
     await meshOf(peers, 60_000, true);
     const [writerPeer, ...others] = peers as [FleetPeer, ...FleetPeer[]];
-    const writer = await StreamClient.open(writerPeer);
+    const writer = await StreamClient.open(writerPeer, 'none');
     clients.push(writer);
-    const watchers = await Promise.all(others.map((p) => StreamClient.open(p)));
+    const watchers = await Promise.all(others.map((p) => StreamClient.open(p, 'node')));
     clients.push(...watchers);
     const pointId = await dataPoint(writer, 'bench-latency', peers);
     let load = new ShoalLoad(writer, watchers, pointId);
@@ -939,7 +945,7 @@ async function latencyAndThroughput(
     const used = [load.writer, ...load.watchers];
     if (used.some((c) => c.closed)) {
       for (const c of used) c.close();
-      const fresh = await Promise.all(peers.map((p) => StreamClient.open(p)));
+      const fresh = await Promise.all(peers.map((p, k) => StreamClient.open(p, k === 0 ? 'none' : 'node')));
       clients.push(...fresh);
       load = new ShoalLoad(fresh[0]!, fresh.slice(1), pointId);
       ctx.log('  (a fixed step closed a stream of the bench: the ramp uses fresh ones)');
@@ -1024,8 +1030,8 @@ async function partition(ctx: SuiteContext, plan: ReplicationPlan): Promise<void
       `  ${sideA.length} + ${sideB.length} peers and a bridge, all connected; direct links per peer: ${links.join(', ')}`,
     );
 
-    const clientA = await StreamClient.open(a1);
-    const clientB = await StreamClient.open(b1);
+    const clientA = await StreamClient.open(a1, 'none');
+    const clientB = await StreamClient.open(b1, 'none');
     clients.push(clientA, clientB);
     const [pointA, pointB] = await Promise.all([
       dataPoint(clientA, 'side-a', everyone),
@@ -1161,7 +1167,7 @@ async function bulk(ctx: SuiteContext, plan: ReplicationPlan): Promise<void> {
     const ownerPid = owner.process.child.pid!;
     const replicaPid = replica.process.child.pid!;
     const before = { owner: mb(ownerPid), replica: mb(replicaPid) };
-    const client = await StreamClient.open(owner);
+    const client = await StreamClient.open(owner, 'none');
     clients.push(client);
     const project = await client.must({ t: 'create', node: { type: 'Project', name: 'bulk' } });
     const t0 = performance.now();
