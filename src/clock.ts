@@ -105,25 +105,37 @@ export function wallOf(stamp: string): number | undefined {
   return HLC_FORMAT.test(stamp) ? Number(stamp.slice(0, 15)) : undefined;
 }
 
-/** The wall time of a stamp as an ISO date. */
-export function hlcToIso(stamp: string): string {
-  return isoTime(wallOf(stamp) ?? 0);
+/**
+ * A formatter of times (ms since the epoch) as ISO dates that keeps its last answer: asked in turn
+ * for times that mostly share their millisecond, it formats each millisecond once.
+ */
+function isoFormatter(): (ms: number) => string {
+  let last = Number.NaN;
+  let iso = '';
+  return (ms) => {
+    if (ms !== last) {
+      last = ms;
+      iso = new Date(ms).toISOString();
+    }
+    return iso;
+  };
 }
 
 /**
- * A time (ms since the epoch) as an ISO date. Asked for every node an op or a row turns into and
- * for every event, and consecutive times mostly share their millisecond: the last one is
- * formatted once.
+ * A time (ms since the epoch) as an ISO date: asked for every event (its `at`, now) and for
+ * every node a row turns into.
  */
-export function isoTime(ms: number): string {
-  if (ms !== isoCache.ms) {
-    isoCache.ms = ms;
-    isoCache.iso = new Date(ms).toISOString();
-  }
-  return isoCache.iso;
-}
+export const isoTime = isoFormatter();
 
-const isoCache = { ms: Number.NaN, iso: '' };
+/**
+ * The wall time of a stamp as an ISO date: asked for the `updatedAt` of every node an op turns
+ * into. A formatter of its own: an event's `at` (now) and its node's `updatedAt` (the writer's
+ * time) alternate, and with one kept answer for both, each missed (3 % of a busy replica's CPU).
+ */
+const stampIso = isoFormatter();
+export function hlcToIso(stamp: string): string {
+  return stampIso(wallOf(stamp) ?? 0);
+}
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/;
 
