@@ -5,11 +5,11 @@
  *
  * What is measured, with the product's DEFAULTS timings, on loopback only:
  * - Latency from a write on one peer to its arrival on all others (p50, p99) at fixed rates, for
- *   meshes of 3 and 10. The write goes through the owner's stream (`set`, pipelined), opened with
- *   `?types=none` (it gets its answers and no events, as Mosquitto's publisher gets no messages);
- *   every other peer is watched through its own stream of node events. Each value is the bench's performance.now() at send,
- *   in whole microseconds (made unique), so the arrival of value V on a peer at time T took
- *   T - V; a write's latency is its slowest peer's.
+ *   meshes of 3 and 10. The write goes through the owner's stream (`set`, pipelined), opened
+ *   with `?types=none` (it gets its answers and no events, as Mosquitto's publisher gets no
+ *   messages); every other peer is watched through its own stream of node events. Each value is
+ *   the bench's performance.now() at send, in whole microseconds (made unique), so the arrival of
+ *   value V on a peer at time T took T - V; a write's latency is its slowest peer's.
  * - The highest rate from one writer that every replica keeps up with: the rate is ramped in steps
  *   of ~5 s; a step is kept up when every write was acknowledged (no 503), the writer could offer
  *   the rate, the backlog (writes sent but not yet on the slowest replica) stayed under half a

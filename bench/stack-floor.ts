@@ -3,7 +3,7 @@
  * any code of shoal's own runs, and nothing else. The mesh bench (scenarios.ts, `idle`) bundles it
  * as the product is bundled (scripts/build.mjs), starts it with the product's Node flags next to
  * the idle peers, and reports its RSS, so the idle-peer target reads against what Node 20 and the
- * dependencies DESIGN.md prescribes cost by themselves.
+ * runtime dependencies in package.json cost by themselves.
  *
  * What it does, each with the package a peer uses for it: an HTTP server on 127.0.0.1 (fastify,
  * logging through pino) with one route validated by a typebox schema, its OpenAPI document

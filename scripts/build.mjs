@@ -19,8 +19,14 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
-// `node scripts/build.mjs [ENTRY OUTFILE]`: the bench bundles its stack-floor program the same way.
-const [entry = 'src/cli/main.ts', outfile = 'dist/shoal.js'] = process.argv.slice(2);
+// `node scripts/build.mjs [ENTRY OUTFILE]`: the bench bundles its stack-floor program the same way
+// (bench/floor.ts). Both or neither: an entry alone would overwrite dist/shoal.js with it.
+const args = process.argv.slice(2);
+if (args.length !== 0 && args.length !== 2) {
+  console.error('usage: node scripts/build.mjs [ENTRY OUTFILE]');
+  process.exit(2);
+}
+const [entry = 'src/cli/main.ts', outfile = 'dist/shoal.js'] = args;
 
 await build({
   entryPoints: [entry],
@@ -51,6 +57,6 @@ const at = out.findIndex((byte) => byte > 0x7f);
 if (at >= 0) {
   const line = out.subarray(0, at).toString('latin1').split('\n').length;
   console.error(`${outfile}:${line}: a non-ASCII character; write it in ASCII in the source it comes from`);
-  rmSync(outfile); // Not left for a later `node dist/shoal.js` to run.
+  rmSync(outfile); // Not left for a later run of it.
   process.exit(1);
 }

@@ -121,15 +121,12 @@ function isoFormatter(): (ms: number) => string {
   };
 }
 
-/**
- * A time (ms since the epoch) as an ISO date: asked for every event (its `at`, now) and for
- * every node a row turns into.
- */
+/** A time (ms since the epoch) as an ISO date: asked for every event's `at` (now). */
 export const isoTime = isoFormatter();
 
 /**
- * The wall time of a stamp as an ISO date: asked for the `updatedAt` of every node an op turns
- * into. A formatter of its own: an event's `at` (now) and its node's `updatedAt` (the writer's
+ * The wall time of a stamp as an ISO date: asked for the `updatedAt` of every node an op or a row
+ * turns into. A formatter of its own: an event's `at` (now) and its node's `updatedAt` (the writer's
  * time) alternate, and with one kept answer for both, each missed (3 % of a busy replica's CPU).
  */
 const stampIso = isoFormatter();

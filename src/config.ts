@@ -199,7 +199,7 @@ export const DEFAULTS: Config = {
   /** Bytes queued for sending on one link beyond which the link is considered congested and
    * senders are held back (backpressure). */
   linkSendBufferBytes: 8 * 1024 * 1024,
-  /** Clients of the event streams (SSE and WebSocket) at once; more get 503. */
+  /** Clients of the event streams (SSE and WebSocket, writers with ?types=none too) at once; more get 503. */
   maxEventClients: 256,
   /** How long a client of /api/v1/stream without an Authorization header may take to send its
    * auth message before it is closed (4401). Until then it holds a slot of its own (at most

@@ -33,13 +33,17 @@ export function eventTypes(
   noneAllowed: boolean,
 ): ReadonlySet<EventType> | undefined {
   if (asked === undefined) return undefined;
+  const known = `${EVENT_TYPES.join(', ')}${noneAllowed ? ', or none alone' : ''}`;
   const names = asked.split(',').map((name) => name.trim());
   if (noneAllowed && names.length === 1 && names[0] === 'none') return new Set();
-  const known = `${EVENT_TYPES.join(', ')}${noneAllowed ? ', or none alone' : ''}`;
+  if (asked.trim() === '') throw new ShoalError('SHOAL_BAD_REQUEST', `types: name one or more of ${known}`);
   for (const name of names) {
-    if (!(EVENT_TYPES as readonly string[]).includes(name)) {
-      throw new ShoalError('SHOAL_BAD_REQUEST', `types: ${JSON.stringify(name)} is not one of ${known}`);
-    }
+    if ((EVENT_TYPES as readonly string[]).includes(name)) continue;
+    const why =
+      name === 'none' && !noneAllowed
+        ? 'none is for the WebSocket stream (/api/v1/stream), for a client that only writes'
+        : `${JSON.stringify(name)} is not one of ${known}`;
+    throw new ShoalError('SHOAL_BAD_REQUEST', `types: ${why}`);
   }
   return new Set(names as EventType[]);
 }
@@ -61,11 +65,15 @@ export class EventBus {
     event.id = this.#nextId++;
     event.at = isoTime(Date.now()); // Busy peers publish many events per ms.
     for (const subscriber of this.#subscribers) subscriber(event);
+    // Kept for one delivery only: the event and its JSON are not held on to until the next one.
+    this.#jsonOf = undefined;
+    this.#json = '';
   }
 
   /**
    * `event` as JSON, made once for all its subscribers: they are called in turn by `publish`, so
-   * the last event's JSON is the one they ask for.
+   * the event being delivered is the one they ask for (a subscriber that publishes in between
+   * only costs the others a second JSON.stringify).
    */
   json(event: ShoalEvent): string {
     if (event !== this.#jsonOf) {

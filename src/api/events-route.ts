@@ -1,8 +1,9 @@
 /**
  * GET /api/v1/events: Server-Sent Events of every change, as it happens, or of the types named in
- * `?types=node,peer`. Each event is `id: N`, `event: TYPE`, `data: JSON`. A comment line every 15 s keeps proxies from closing an
- * idle stream. A client whose unsent data exceeds `clientBufferBytes` is too slow and is
- * disconnected rather than buffered without bound; it reconnects and re-reads the state.
+ * `?types=node,peer`. Each event is `id: N`, `event: TYPE`, `data: JSON`. A comment line every 15 s
+ * keeps proxies from closing an idle stream. A client whose unsent data exceeds `clientBufferBytes`
+ * is too slow and is disconnected rather than buffered without bound; it reconnects and re-reads
+ * the state.
  */
 
 import type { FastifyPluginAsync } from 'fastify';
@@ -44,13 +45,17 @@ const KEEPALIVE_MS = 15_000;
 
 /** `?types=`: the event types a client wants, for the event stream and the WebSocket stream. */
 export function typesQuery(noneAllowed: boolean) {
-  return Type.Object({
-    types: Type.Optional(
-      Type.String({
-        description: `comma-separated event types to send (${EVENT_TYPES.join(', ')}${noneAllowed ? '; or none, for a client that only writes' : ''}); every type when left out`,
-      }),
-    ),
-  });
+  return Type.Object(
+    {
+      types: Type.Optional(
+        Type.String({
+          description: `comma-separated event types to send (${EVENT_TYPES.join(', ')}${noneAllowed ? '; or none, for a client that only writes' : ''}); every type when left out`,
+        }),
+      ),
+    },
+    // A misspelt parameter (?type=node) is an error, not every event.
+    { additionalProperties: false },
+  );
 }
 
 export const eventRoutes: FastifyPluginAsync<EventRouteOptions> = async (app, options) => {

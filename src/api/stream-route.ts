@@ -106,7 +106,7 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       websocket: true,
       schema: {
         summary:
-          'WebSocket: every event, and writes (set, create, update, delete); see the README for the messages',
+          'WebSocket: every event (or those of ?types=), and writes (set, create, update, delete); see the README for the messages',
         querystring: typesQuery(true),
       },
       // Answered in HTTP, before the upgrade.
@@ -115,6 +115,7 @@ export const streamRoute: FastifyPluginAsync<StreamOptions> = async (app, option
       },
     },
     (socket: WebSocket, request) => {
+      // Checked in preHandler: cannot throw here.
       const types = eventTypes(request.query.types, true);
       // A key in the header (a wrong one was answered 401 before the upgrade: server.ts) takes a
       // client's slot at once; a stream to authenticate by message takes one of its own first.

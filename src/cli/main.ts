@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { parseTime } from '../clock.ts';
 import { type Config, DEFAULTS, parseSetting } from '../config.ts';
 import { isShoalError, ShoalError } from '../errors.ts';
+import { EVENT_TYPES } from '../events.ts';
 import { VERSION } from '../version.ts';
 import { demo } from './demo.ts';
 import { init } from './init.ts';
@@ -187,7 +188,7 @@ export function program(): Command {
   clientOptions(
     cli.command('watch').description('print every change in the mesh as it happens (Ctrl-C stops)'),
   )
-    .option('--types <list>', 'only these event types, comma-separated: peer, node, automation, retired')
+    .option('--types <list>', `only these event types, comma-separated: ${EVENT_TYPES.join(', ')}`)
     .action((opts: Opts & { types?: string }) => watch(opts));
   clientOptions(cli.command('server').description("this server's metadata")).action((opts: Opts) =>
     show('/api/v1/server', opts),

@@ -138,8 +138,10 @@ export async function series(
 }
 
 /**
- * `shoal watch`: every event as it happens, a line each (JSON lines with --json), until Ctrl-C.
- * Reconnects when the stream drops.
+ * `shoal watch [--types LIST]`: every event (of those types) as it happens, a line each (JSON lines
+ * with --json), until Ctrl-C. Reconnects when the stream drops, every second while the peer is
+ * down or busy. A request refused (a wrong key, an unknown type), or a peer not there at the first
+ * try, ends it with the error.
  */
 export async function watch(
   options: Common & { types?: string; signal?: AbortSignal },
@@ -147,9 +149,19 @@ export async function watch(
 ): Promise<void> {
   const client = new ApiClient(options);
   const query = options.types === undefined ? '' : `?types=${encodeURIComponent(options.types)}`;
+  let connected = false;
   for (;;) {
-    // A refused request (an unknown type) throws here, out of the loop: only a lost stream is retried.
-    const response = await client.stream(`/api/v1/events${query}`, options.signal);
+    let response: AsyncIterable<Uint8Array>;
+    try {
+      response = await client.stream(`/api/v1/events${query}`, options.signal);
+      connected = true;
+    } catch (err) {
+      if (options.signal?.aborted) return;
+      if (!connected || !(err instanceof ShoalError) || err.status < 500) throw err;
+      print(`${err.message}; trying again`);
+      await new Promise((r) => setTimeout(r, 1000));
+      continue;
+    }
     const decoder = new TextDecoder();
     let buffer = '';
     try {

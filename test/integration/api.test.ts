@@ -121,7 +121,7 @@ describe('the HTTP API', () => {
       assert.equal(bad.body.error.code, 'SHOAL_BAD_REQUEST');
       assert.match(
         bad.body.error.message,
-        /^types: "(nodes|none)" is not one of peer, node, automation, retired$/,
+        /^types: ("nodes" is not one of peer, node, automation, retired|none is for the WebSocket stream .*)$/,
       );
     }
     const wsUrl = `${peer.url.replace('http', 'ws')}/api/v1/stream`;
@@ -141,22 +141,38 @@ describe('the HTTP API', () => {
     });
     assert.equal(point.status, 201);
     const controller = new AbortController();
-    const sse = await fetch(`${peer.url}/api/v1/events?types=node`, { headers, signal: controller.signal });
-    assert.equal(sse.status, 200);
-    const reader = sse.body!.getReader();
+    /** Opens an SSE stream of `types`; `text()` is all it got so far. */
+    const sseOf = async (types: string): Promise<{ text: () => Promise<string> }> => {
+      const res = await fetch(`${peer.url}/api/v1/events?types=${types}`, {
+        headers,
+        signal: controller.signal,
+      });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      let text = '';
+      return {
+        text: async () => {
+          const { value } = await reader.read();
+          text += Buffer.from(value ?? new Uint8Array()).toString();
+          return text;
+        },
+      };
+    };
+    type Got = { t: string; rid?: number; event?: { type: string; node?: { value?: unknown } } };
     /** Opens a stream, writes `value` through it, and resolves with what it got up to the answer. */
-    const writeThrough = async (types: string, value: number): Promise<{ t: string }[]> => {
+    const writeThrough = async (types: string, value: number): Promise<Got[]> => {
       const ws = new WebSocket(`${wsUrl}?types=${types}`, { headers });
-      const got: { t: string; rid?: number }[] = [];
+      const got: Got[] = [];
       try {
         await new Promise<void>((resolve, reject) => {
           ws.on('message', (data: Buffer) => {
-            const message = JSON.parse(data.toString()) as { t: string; rid?: number };
+            const message = JSON.parse(data.toString()) as Got;
             got.push(message);
             if (message.t === 'hello')
               ws.send(JSON.stringify({ t: 'set', rid: value, id: point.body.id, value }));
             if (message.t === 'result' && message.rid === value) resolve();
           });
+          ws.once('error', reject);
           ws.once('close', (code) => reject(new Error(`closed ${code}`)));
         });
       } finally {
@@ -164,29 +180,39 @@ describe('the HTTP API', () => {
       }
       return got;
     };
+    const nodeValues = (got: Got[]): unknown[] =>
+      got.filter((m) => m.t === 'event' && m.event?.type === 'node').map((m) => m.event?.node?.value);
     try {
-      // A client that only writes gets the hello and its answers; one that asked for peer events
-      // gets no node event for its own write, which is published before the write is answered.
+      const nodes = await sseOf('node');
+      const automation = await sseOf('automation');
+      // A client that only writes gets the hello and its answers, nothing else. One that asked
+      // for peer events gets no node event for its own write (published before the answer); one
+      // that asked for both gets it, before the answer.
       assert.deepEqual(
         (await writeThrough('none', 42)).map((m) => m.t),
         ['hello', 'result'],
       );
-      assert.deepEqual(
-        (await writeThrough('peer', 43)).map((m) => m.t),
-        ['hello', 'result'],
-      );
-      const all = await writeThrough('node,peer', 44);
-      assert.deepEqual(
-        all.map((m) => m.t),
-        ['hello', 'event', 'result'],
-      );
-      let text = '';
-      await waitFor('both values on the SSE stream of node events', async () => {
-        const { value } = await reader.read();
-        text += Buffer.from(value ?? new Uint8Array()).toString();
+      assert.deepEqual(nodeValues(await writeThrough('peer', 43)), []);
+      const both = await writeThrough('node,peer', 44);
+      assert.deepEqual(nodeValues(both), [44]);
+      assert.equal(both.at(-1)?.t, 'result');
+      await waitFor('the values on the SSE stream of node events', async () => {
+        const text = await nodes.text();
         return text.includes('"value":42') && text.includes('"value":44');
       });
-      assert.ok(!text.includes('event: peer'), 'only node events');
+      // An automation event after the writes: on a stream of automation events, it comes after
+      // whatever of theirs was let through, which must be nothing.
+      const button = await api<{ id: string }>(peer, 'POST', '/api/v1/nodes', {
+        type: 'Button',
+        name: 'typed',
+      });
+      assert.equal((await api(peer, 'POST', `/api/v1/nodes/${button.body.id}/fire`)).status, 200);
+      let text = '';
+      await waitFor('the fire on the SSE stream of automation events', async () => {
+        text = await automation.text();
+        return text.includes('event: automation');
+      });
+      assert.ok(!text.includes('event: node') && !text.includes('event: peer'), text);
     } finally {
       controller.abort();
     }

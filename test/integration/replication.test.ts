@@ -664,6 +664,38 @@ describe('catching up after the log moved on', () => {
     }
   });
 
+  test('shoal watch waits for a peer that restarts, and goes on with its events', async () => {
+    const lone = await cluster.start({ name: 'restarting' });
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('../support/cluster.ts');
+    const child = spawn(process.execPath, [CLI, 'watch', '--url', lone.url, '--data', lone.dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    let again: PeerProcess | undefined;
+    try {
+      await waitFor(
+        'the watcher connected',
+        async () => sample(await lone.metrics(), 'shoal_event_clients') === 1,
+      );
+      await lone.kill();
+      await waitFor('the watcher waiting for the peer', () => /cannot reach .*; trying again/.test(out));
+      again = await cluster.start({ name: 'restarting', dataDir: lone.dataDir, port: lone.port });
+      const point = await create(again, { type: 'DataPoint', name: 'after-restart' });
+      await waitFor('an event after the restart on screen', async () => {
+        await api(again!, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: Date.now() });
+        return out.includes('DataPoint after-restart');
+      });
+      assert.equal(child.exitCode, null, 'still watching');
+    } finally {
+      child.kill('SIGINT');
+      await again?.kill();
+    }
+  });
+
   test('shoal watch --types prints only those events, and names an unknown type', async () => {
     const [a] = cluster.peers.filter((p) => p.alive) as [PeerProcess];
     const { execFile, spawn } = await import('node:child_process');
@@ -679,6 +711,9 @@ describe('catching up after the log moved on', () => {
     });
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /SHOAL_BAD_REQUEST.*types: "nodes" is not one of/);
+    // The join below is a one-off peer event: the watcher must be connected before it.
+    const clients = async (): Promise<number> => sample(await a.metrics(), 'shoal_event_clients');
+    await waitFor('no event clients left from earlier tests', async () => (await clients()) === 0);
     const child = spawn(process.execPath, [CLI, 'watch', '--types', 'peer', '--json', ...common], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -687,6 +722,7 @@ describe('catching up after the log moved on', () => {
       out += d.toString();
     });
     try {
+      await waitFor('the watcher connected', async () => (await clients()) === 1);
       const point = await create(a, { type: 'DataPoint', name: 'unwatched' });
       // A peer event to see: a newcomer joins while the node's value keeps changing.
       const newcomer = await cluster.start({ name: 'seen-by-watch' });

@@ -32,41 +32,49 @@ describe('event types and JSON', () => {
     assert.equal(eventTypes(undefined, true), undefined, 'every type');
     assert.deepEqual([...eventTypes('node, peer', false)!], ['node', 'peer']);
     assert.equal(eventTypes('none', true)!.size, 0);
-    for (const [asked, wrong] of [
-      ['none', 'none'],
-      ['node,', ''],
-      ['node,Node', 'Node'],
-      ['none,node', 'none'],
+    for (const [asked, noneAllowed, message] of [
+      ['node,', true, 'types: "" is not one of peer, node, automation, retired, or none alone'],
+      ['node,Node', false, 'types: "Node" is not one of peer, node, automation, retired'],
+      ['none,node', true, 'types: "none" is not one of peer, node, automation, retired, or none alone'],
+      [
+        'none',
+        false,
+        'types: none is for the WebSocket stream (/api/v1/stream), for a client that only writes',
+      ],
+      [' ', false, 'types: name one or more of peer, node, automation, retired'],
     ] as const) {
       assert.throws(
-        () => eventTypes(asked, asked === 'none,node'),
-        (err: Error & { code?: string }) =>
-          err.code === 'SHOAL_BAD_REQUEST' &&
-          err.message.startsWith(`types: ${JSON.stringify(wrong)} is not one of`),
+        () => eventTypes(asked, noneAllowed),
+        (err: Error & { code?: string }) => err.code === 'SHOAL_BAD_REQUEST' && err.message === message,
         asked,
       );
     }
   });
 
-  test("an event's JSON is made once for all of its subscribers, and is the event's", () => {
+  test("an event's JSON is made once for all of its subscribers, and is the event's, also when a subscriber publishes", (t) => {
     const bus = new EventBus();
-    const seen: string[] = [];
-    let made = 0;
-    for (let k = 0; k < 3; k++) {
-      bus.subscribe((event) => {
-        const json = bus.json(event);
-        if (seen.at(-1) !== json) made++;
-        seen.push(json);
-      });
-    }
-    const retired = { id: 'a', name: 'old', by: 'c', at: '2026-01-01T00:00:00.000Z' };
-    bus.publish({ type: 'retired', server: retired });
-    bus.publish({ type: 'retired', server: { ...retired, id: 'b' } });
-    assert.equal(made, 2);
-    assert.equal(seen.length, 6);
-    assert.equal((JSON.parse(seen[0]!) as ShoalEvent).id, 1);
-    assert.equal((JSON.parse(seen[5]!) as { server: { id: string } }).server.id, 'b');
-    assert.ok(seen[0] === seen[2] && seen[3] === seen[5]);
+    const server = { id: 'outer', name: 'old', by: 'c', at: '2026-01-01T00:00:00.000Z' };
+    const got: [string[], string[]] = [[], []];
+    let nested = false;
+    bus.subscribe((event) => {
+      got[0].push(bus.json(event));
+      if (nested) return;
+      nested = true;
+      bus.publish({ type: 'retired', server: { ...server, id: 'inner' } });
+    });
+    bus.subscribe((event) => got[1].push(bus.json(event)));
+    const stringify = t.mock.method(JSON, 'stringify');
+    bus.publish({ type: 'retired', server });
+    // outer to the first; inner to both (made once); outer to the second (made again).
+    assert.equal(stringify.mock.callCount(), 3);
+    const ids = (list: string[]): string[] =>
+      list.map((json) => (JSON.parse(json) as { server: { id: string } }).server.id);
+    assert.deepEqual(ids(got[0]), ['outer', 'inner']);
+    assert.deepEqual(ids(got[1]), ['inner', 'outer']);
+    bus.publish({ type: 'retired', server: { ...server, id: 'plain' } });
+    assert.equal(stringify.mock.callCount(), 4, 'one JSON for two subscribers');
+    assert.equal(got[0][2], got[1][2]);
+    assert.equal((JSON.parse(got[1][2]!) as ShoalEvent).id, 3);
   });
 });
 
