@@ -105,6 +105,10 @@ export class Metrics {
     'shoal_replication_forks_mended_total',
     'Times this server found another copy of itself had numbered changes alike, and merged the two (a server on an older copy of its data).',
   );
+  readonly readingsBackfilled = this.#counter(
+    'shoal_replication_readings_backfilled_total',
+    "Readings of data points fetched after a snapshot (those of the time its ops were missed), new to this server's series.",
+  );
   readonly requestsLimited = this.#counter(
     'shoal_api_requests_limited_total',
     'HTTP requests answered 429 because their client sent more than apiRatePerSecond.',

@@ -157,6 +157,30 @@ const Retired = Type.Object({
   records: Type.Array(RetiredServer, { maxItems: 4096 }),
 });
 
+/**
+ * Asks for the readings of an owner's data point from `from` to `to` (ms, both included), less the
+ * first `skip` of those at `from` (sent in an earlier page): those a snapshot could not carry, of
+ * the time the asker missed (replicator.ts `#receiveSnapshot`).
+ */
+const ReadingsAsk = Type.Object({
+  t: Type.Literal('rdq'),
+  owner: Id,
+  node: Id,
+  from: Type.Integer({ minimum: 0 }),
+  skip: Type.Integer({ minimum: 0 }),
+  to: Type.Integer({ minimum: 0 }),
+});
+/** A page of them, oldest first, as [t, value]; `more` when the range holds more after the last. */
+const Readings = Type.Object({
+  t: Type.Literal('rd'),
+  owner: Id,
+  node: Id,
+  from: Type.Integer({ minimum: 0 }),
+  skip: Type.Integer({ minimum: 0 }),
+  points: Type.Array(Type.Tuple([Type.Integer({ minimum: 0 }), Type.Unknown()]), { maxItems: 100_000 }),
+  more: Type.Boolean(),
+});
+
 export type LinkMessage =
   | Static<typeof Ping>
   | Static<typeof Pong>
@@ -168,7 +192,9 @@ export type LinkMessage =
   | Static<typeof Write>
   | Static<typeof WriteResult>
   | AutoMessage
-  | Static<typeof Retired>;
+  | Static<typeof Retired>
+  | Static<typeof ReadingsAsk>
+  | Static<typeof Readings>;
 
 const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
   ['ping', Compile(Ping)],
@@ -182,6 +208,8 @@ const CHECKS = new Map<string, { Check(value: unknown): boolean }>([
   ['wres', Compile(WriteResult)],
   ['auto', Compile(Auto)],
   ['retired', Compile(Retired)],
+  ['rdq', Compile(ReadingsAsk)],
+  ['rd', Compile(Readings)],
 ]);
 
 export type MessageRejection = 'malformed' | 'unknown_type' | 'invalid';

@@ -10,7 +10,9 @@
  * peer is known to have the owner's ops. Whenever there is something new, the ops past each
  * cursor are read from the log and sent in batches; a congested link simply lags and catches up
  * from the log later, so nothing is dropped and nothing is buffered without bound. When the ops a
- * peer lacks were compacted away, it gets a snapshot of the owner's nodes instead.
+ * peer lacks were compacted away, it gets a snapshot of the owner's nodes instead, and then asks
+ * for the readings of the owner's data points the snapshot could not carry (`rdq`, answered a
+ * page at a time with `rd`: see "Readings a snapshot could not carry" below).
  *
  * Who sends what: a peer sends the ops of owner O to a neighbour N when it is O itself, or when
  * N is not directly linked to O (so N cannot have them first-hand). In a full mesh every op
@@ -45,7 +47,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import type { Clock, HybridClock } from '../clock.ts';
+import { type Clock, type HybridClock, wallOf } from '../clock.ts';
 import { ERRORS, type ErrorCode, ShoalError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
 import { jsonProblem } from '../json-depth.ts';
@@ -140,6 +142,24 @@ export interface WriteOutcome {
   seq: number;
 }
 
+/**
+ * The readings of an owner's data points `ids` from `from` to `to` (ms), being fetched from `peer`
+ * after a snapshot at `seq`: the point `ids[at]`, from `next` on, less the first `skip` of those
+ * at `next` (`#backfill`).
+ */
+interface Backfill {
+  seq: number;
+  from: number;
+  to: number;
+  ids: string[];
+  at: number;
+  next: number;
+  skip: number;
+  /** Undefined while no neighbour that has the snapshot's ops is linked. */
+  peer: string | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
 interface Pending {
   req: WriteRequest;
   resolve: (outcome: WriteOutcome) => void;
@@ -153,6 +173,10 @@ interface Pending {
 
 /** Nodes per `snap` message, at most (fewer when they are large: `batchBytes`). */
 const SNAPSHOT_CHUNK = 500;
+/** Readings in one page of a backfill (and `batchBytes` of them at most). */
+const READINGS_PAGE = 5000;
+/** How long a backfill waits for a page before it gives up (a peer too old to know the messages). */
+const READINGS_TIMEOUT_MS = 30_000;
 const MAX_HOPS = 16;
 const GAP_REQUEST_MS = 250;
 const LAG_POLL_MS = 20;
@@ -253,6 +277,8 @@ export class Replicator implements MeshApplication {
   readonly #gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
   /** Snapshot chunks being received, per owner and sender. */
   readonly #incoming = new Map<string, { seq: number; nodes: StoredNode[] }>();
+  /** Per owner, the readings being fetched after a snapshot of its nodes (`#backfill`). */
+  readonly #backfills = new Map<string, Backfill>();
   readonly #queue: Pending[] = [];
   readonly #recentOps = new Map<string, Op[]>();
   /** Bytes (as stored) of the ops in `#recentOps`, per owner. */
@@ -358,6 +384,7 @@ export class Replicator implements MeshApplication {
     clearTimeout(this.#routesTimer);
     for (const timer of this.#gapTimers.values()) clearTimeout(timer);
     this.#gapTimers.clear();
+    for (const owner of [...this.#backfills.keys()]) this.#endBackfill(owner);
     for (const [rid, f] of this.#forwarded) {
       clearTimeout(f.timer);
       f.reject(new ShoalError('SHOAL_OWNER_UNREACHABLE', 'the server is shutting down'));
@@ -428,6 +455,7 @@ export class Replicator implements MeshApplication {
     this.#earlyCount -= this.#early.get(owner)?.size ?? 0;
     this.#early.delete(owner);
     this.#returning.delete(owner);
+    this.#endBackfill(owner);
     this.#servedTo.clear();
     for (const cursors of this.#cursors.values()) cursors?.delete(owner);
   }
@@ -446,6 +474,12 @@ export class Replicator implements MeshApplication {
     // A fork is mended again when a holder of the other ops is heard of again.
     if (this.#fork?.peer === peerId) this.#fork = undefined;
     if (this.#nextFork?.peer === peerId) this.#nextFork = undefined;
+    // A backfill from it goes on with the next neighbour that has the snapshot's ops.
+    for (const b of this.#backfills.values()) {
+      if (b.peer !== peerId) continue;
+      b.peer = undefined;
+      clearTimeout(b.timer);
+    }
     this.#servedTo.clear();
     this.#endHoldWhenCaughtUp();
   }
@@ -471,6 +505,11 @@ export class Replicator implements MeshApplication {
         if (message.yours) this.#checkOwnHistory(peerId, message.yours, message.vv[this.#deps.selfId] ?? 0);
         if (message.mine) this.#checkTheirHistory(peerId, message.vv[peerId] ?? 0, message.mine);
         this.#cursors.set(peerId, new Map(entries));
+        for (const [owner, b] of this.#backfills) {
+          if (b.peer !== undefined || (message.vv[owner] ?? 0) < b.seq) continue;
+          b.peer = peerId;
+          this.#askReadings(owner, b);
+        }
         const own = message.vv[peerId] ?? 0;
         if (own >= (this.#vv.get(peerId) ?? 0)) this.#doneReturning(peerId);
         else if (!this.#returning.has(peerId)) {
@@ -497,6 +536,12 @@ export class Replicator implements MeshApplication {
         return;
       case 'wres':
         this.#onWriteResult(message);
+        return;
+      case 'rdq':
+        this.#answerReadings(peerId, message);
+        return;
+      case 'rd':
+        this.#receiveReadings(peerId, message);
         return;
       default:
         return;
@@ -1244,7 +1289,7 @@ export class Replicator implements MeshApplication {
           }
           this.#heard(op.owner, op.seq);
           hlc.receive(op.hlc);
-          const result = store.applyOp(op);
+          const result = store.applyOp(op, this.#backfills.has(op.owner));
           if (result === 'applied') {
             this.#vv.set(op.owner, op.seq);
             applied.push(op);
@@ -1522,7 +1567,7 @@ export class Replicator implements MeshApplication {
       if (!next) break;
       held.delete(next.seq);
       this.#earlyCount--;
-      if (this.#deps.store.applyOp(next) !== 'applied') break;
+      if (this.#deps.store.applyOp(next, this.#backfills.has(owner)) !== 'applied') break;
       this.#vv.set(owner, next.seq);
       applied.push(next);
     }
@@ -1575,6 +1620,9 @@ export class Replicator implements MeshApplication {
     if (owner === this.#deps.selfId && this.#receiveOwnSnapshot(from, seq, nodes)) return;
     if (seq <= (this.#vv.get(owner) ?? 0)) return; // Caught up some other way meanwhile.
     const { store } = this.#deps;
+    // The readings of the ops it stands for are not in it: from the time of the last op we had.
+    const had = store.ownerState(owner).headHlc;
+    const since = had === undefined ? 0 : (wallOf(had) ?? 0);
     store.transaction('NORMAL', () => store.replaceOwner(owner, seq, nodes, message.hlc));
     this.#vv.set(owner, seq);
     this.#ownOpsBack();
@@ -1589,6 +1637,101 @@ export class Replicator implements MeshApplication {
     this.sweepOrphans();
     this.#wakeWaiters();
     this.#scheduleFlush();
+    let head = message.hlc ?? '';
+    for (const n of nodes) if (n.hlc > head) head = n.hlc;
+    const points = nodes.filter((n) => n.type === 'DataPoint' && !n.deleted).map((n) => n.id);
+    this.#backfill(owner, from, seq, since, wallOf(head) ?? 0, points);
+  }
+
+  // --- Readings a snapshot could not carry ----------------------------------------------------
+  //
+  // A snapshot carries an owner's nodes as they are, not the readings of the ops it stands for.
+  // The server that took it asks the sender for the readings of each of the owner's data points
+  // from the time of the last op of the owner it had to the snapshot's newest stamp, a page at a
+  // time (one in flight: the asker sets the pace), and adds each reading it does not hold (the
+  // same time and value). Ops of the owner applied meanwhile add theirs the same way, as a page
+  // may have brought them first. A backfill lives in memory: one cut short by a restart leaves
+  // those readings out (the nodes are right).
+
+  /** Starts fetching the readings of `points` from `from`, or widens the backfill running. */
+  #backfill(owner: string, from: string, seq: number, since: number, to: number, points: string[]): void {
+    const running = this.#backfills.get(owner);
+    if (running) {
+      // Started again over both ranges: what the running one fetched already is not added twice.
+      this.#endBackfill(owner);
+      since = Math.min(since, running.from);
+    }
+    if (points.length === 0) return;
+    const b: Backfill = {
+      seq,
+      from: since,
+      to,
+      ids: points,
+      at: 0,
+      next: since,
+      skip: 0,
+      peer: from,
+      timer: undefined,
+    };
+    this.#backfills.set(owner, b);
+    this.#askReadings(owner, b);
+  }
+
+  #askReadings(owner: string, b: Backfill): void {
+    if (b.peer === undefined) return;
+    const node = b.ids[b.at]!;
+    clearTimeout(b.timer);
+    b.timer = setTimeout(() => {
+      this.#deps.log.warn(
+        { owner, peer: b.peer, from: b.from, to: b.to },
+        "a peer did not send the readings a snapshot could not carry: the owner's readings of that time are not all here",
+      );
+      this.#endBackfill(owner);
+    }, READINGS_TIMEOUT_MS);
+    b.timer.unref();
+    this.#deps.mesh.send(b.peer, { t: 'rdq', owner, node, from: b.next, skip: b.skip, to: b.to });
+  }
+
+  #endBackfill(owner: string): void {
+    clearTimeout(this.#backfills.get(owner)?.timer);
+    this.#backfills.delete(owner);
+  }
+
+  /** A page of the readings asked for: none when the node is not `owner`'s data point here. */
+  #answerReadings(peer: string, ask: Extract<LinkMessage, { t: 'rdq' }>): void {
+    const node = this.#deps.store.node(ask.node);
+    const page =
+      node?.owner === ask.owner && node.type === 'DataPoint' && !node.deleted
+        ? this.#deps.store.readingsPage(ask.node, ask, READINGS_PAGE, this.#options.batchBytes - 1024)
+        : { points: [], more: false };
+    const { owner, from, skip } = ask;
+    this.#deps.mesh.send(peer, { t: 'rd', owner, node: ask.node, from, skip, ...page });
+  }
+
+  #receiveReadings(peer: string, page: Extract<LinkMessage, { t: 'rd' }>): void {
+    const b = this.#backfills.get(page.owner);
+    // Not the answer to the page asked for (an earlier backfill's, or from another peer).
+    if (!b || b.peer !== peer || b.ids[b.at] !== page.node || b.next !== page.from || b.skip !== page.skip)
+      return;
+    const { store, metrics } = this.#deps;
+    const points = page.points as [number, unknown][];
+    if (points.length > 0) {
+      const added = store.transaction('NORMAL', () => store.addReadings(page.node, points));
+      metrics.readingsBackfilled.inc(added);
+    }
+    const last = points[points.length - 1];
+    if (page.more && last) {
+      // On from the last reading: past those of its millisecond taken so far.
+      const atLast = points.filter(([t]) => t === last[0]).length;
+      b.skip = last[0] === b.next ? b.skip + atLast : atLast;
+      b.next = last[0];
+    } else {
+      b.at++;
+      b.next = b.from;
+      b.skip = 0;
+    }
+    if (b.at >= b.ids.length) this.#endBackfill(page.owner);
+    else this.#askReadings(page.owner, b);
   }
 
   // --- Forwarded writes ---------------------------------------------------------------------

@@ -216,6 +216,9 @@ export class Store {
         `INSERT INTO series (node_id, t, value) SELECT @id, @t, @value
          WHERE NOT EXISTS (SELECT 1 FROM series WHERE node_id = @id AND t = @t AND value = @value)`,
       ),
+      readings: db.prepare<[string, number, number], { t: number; value: string }>(
+        'SELECT t, value FROM series WHERE node_id = ? AND t >= ? AND t <= ? ORDER BY t, rowid',
+      ),
       series: db.prepare<[string, number, number, number], { t: number; value: string }>(
         'SELECT t, value FROM series WHERE node_id = ? AND t >= ? AND t <= ? ORDER BY t LIMIT ?',
       ),
@@ -446,15 +449,16 @@ export class Store {
   /**
    * Applies one op (in the caller's transaction, else in one of its own): stores it in the log
    * and the node state it carries. 'duplicate' when it was applied before, 'gap' when an earlier
-   * op of its owner is missing.
+   * op of its owner is missing. `readingOnce`: the reading it carries joins the series unless held
+   * already (while a backfill of its owner's readings may have brought it first).
    */
-  applyOp(op: Op): ApplyResult {
+  applyOp(op: Op, readingOnce = false): ApplyResult {
     const { applied, logFloor } = this.ownerState(op.owner);
     if (op.seq <= applied) return 'duplicate';
     if (op.seq !== applied + 1) return 'gap';
     // The owners row is written once at the end of a transaction (#withOwners), not once per op:
     // an op on its own gets a transaction of its own.
-    if (!this.#db.inTransaction) return this.transaction('FULL', () => this.applyOp(op));
+    if (!this.#db.inTransaction) return this.transaction('FULL', () => this.applyOp(op, readingOnce));
     const body = JSON.stringify(op);
     this.#sql.insertOp.run(op.owner, op.seq, body);
     this.#opBytes.set(op, body.length);
@@ -485,7 +489,9 @@ export class Store {
     }
     // A value given at creation is a reading too.
     if ((op.kind === 'value' || (op.kind === 'create' && n.value !== undefined)) && n.type === 'DataPoint') {
-      this.#sql.insertPoint.run(n.id, wallOf(op.hlc) ?? 0, value ?? 'null');
+      const t = wallOf(op.hlc) ?? 0;
+      if (readingOnce) this.#sql.insertPointOnce.run({ id: n.id, t, value: value ?? 'null' });
+      else this.#sql.insertPoint.run(n.id, t, value ?? 'null');
     }
     return 'applied';
   }
@@ -612,6 +618,45 @@ export class Store {
     this.#sql.deleteOwnerOps.run(owner);
     for (const n of nodes) this.#putNode(owner, n, n.hlc, n.version, n.deleted === true);
     this.#setOwner(owner, { applied: seq, logFloor: seq + 1, headHlc });
+  }
+
+  /**
+   * Adds readings of data point `id` that came apart from its ops (a snapshot's backfill), each
+   * unless the series holds it already (the same time and value); answers how many were new.
+   */
+  addReadings(id: string, points: [t: number, value: unknown][]): number {
+    let added = 0;
+    for (const [t, value] of points) {
+      added += this.#sql.insertPointOnce.run({ id, t, value: JSON.stringify(value ?? null) }).changes;
+    }
+    return added;
+  }
+
+  /**
+   * A page of data point `id`'s readings from `from` to `to` (ms, both included), oldest first,
+   * less the first `skip` of those at `from`: at most `limit`, and `maxBytes` of values as JSON
+   * (but one at least). Readings of one millisecond keep their order from page to page (the
+   * order they were added in), so a page may stop inside one; `more` when the range holds more.
+   */
+  readingsPage(
+    id: string,
+    range: { from: number; skip: number; to: number },
+    limit: number,
+    maxBytes: number,
+  ): { points: [t: number, value: unknown][]; more: boolean } {
+    const points: [number, unknown][] = [];
+    let skipped = 0;
+    let bytes = 0;
+    for (const row of this.#sql.readings.iterate(id, range.from, range.to)) {
+      if (row.t === range.from && skipped < range.skip) {
+        skipped++;
+        continue;
+      }
+      bytes += Buffer.byteLength(row.value);
+      if (points.length > 0 && (points.length === limit || bytes > maxBytes)) return { points, more: true };
+      points.push([row.t, JSON.parse(row.value)]);
+    }
+    return { points, more: false };
   }
 
   series(id: string, from: number, to: number, limit: number): SeriesPoint[] {

@@ -635,6 +635,15 @@ describe('catching up after the log moved on', () => {
     });
     const text = await back.metrics();
     assert.match(text, /shoal_replication_snapshots_total\{direction="received"\} [1-9]/);
+    // The readings of the ops the snapshot stood for come after it, each once.
+    const values = async (peer: PeerProcess): Promise<unknown[]> =>
+      (
+        await api<{ points: { value: unknown }[] }>(peer, 'GET', `/api/v1/nodes/${made[0]!.id}/series`)
+      ).body.points.map((p) => p.value);
+    await waitFor('the readings b missed', async () => (await values(back)).length === 10);
+    assert.deepEqual(await values(back), await values(a));
+    assert.deepEqual(await values(back), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(sample(await back.metrics(), 'shoal_replication_readings_backfilled_total'), 10);
   });
 
   test('shoal watch prints changes as they happen', async () => {

@@ -94,8 +94,27 @@ const vvArb: fc.Arbitrary<LinkMessage> = fc
   )
   .map((v): LinkMessage => JSON.parse(JSON.stringify({ t: 'vv', ...v })) as LinkMessage);
 
+/** An ask for readings, and a page of them (the values as JSON round-trips them). */
+const readingsArb: fc.Arbitrary<LinkMessage> = fc
+  .record({
+    owner: fc.uuid(),
+    node: fc.uuid(),
+    from: fc.nat(),
+    skip: fc.nat(),
+    to: fc.nat(),
+    points: fc.array(fc.tuple(fc.nat(), fc.jsonValue({ maxDepth: 3 })), { maxLength: 5 }),
+    more: fc.boolean(),
+  })
+  .chain(({ to, points, more, ...common }) =>
+    fc.constantFrom<LinkMessage>(
+      { t: 'rdq', ...common, to },
+      JSON.parse(JSON.stringify({ t: 'rd', ...common, points, more })) as LinkMessage,
+    ),
+  );
+
 const messageArb: fc.Arbitrary<LinkMessage> = fc.oneof(
   vvArb,
+  readingsArb,
   jsonNumber.map((ts): LinkMessage => ({ t: 'ping', ts })),
   jsonNumber.map((ts): LinkMessage => ({ t: 'pong', ts })),
   fc.array(recordArb, { maxLength: 4 }).map((records): LinkMessage => ({ t: 'records', records })),

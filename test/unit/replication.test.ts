@@ -263,6 +263,26 @@ function assertConverged(peers: SimPeer[], context = ''): void {
   }
 }
 
+/**
+ * Every live data point's readings, on every peer, are its owner's: each reading delivered once,
+ * whether it came as an op or, past a compacted log, with a snapshot's backfill.
+ */
+function assertSeriesConverged(peers: SimPeer[], context = ''): void {
+  const readings = (p: SimPeer, id: string): string[] =>
+    p.store
+      .series(id, 0, Number.MAX_SAFE_INTEGER, 1_000_000)
+      .map((point) => `${point.t} ${JSON.stringify(point.value)}`)
+      .sort();
+  for (const node of peers[0]!.store.nodes()) {
+    if (node.type !== 'DataPoint') continue;
+    const owner = peers.find((p) => p.id === node.owner);
+    if (!owner) continue;
+    const expected = readings(owner, node.id);
+    for (const p of peers)
+      assert.deepEqual(readings(p, node.id), expected, `${context} readings of ${node.name} on ${p.name}`);
+  }
+}
+
 // --- Random topologies and workloads ---------------------------------------------------------
 
 interface Topology {
@@ -723,9 +743,11 @@ describe('replication on a simulated mesh', () => {
                 'the lagging replica applied a snapshot',
               );
             }
+            assertSeriesConverged(c.peers, 'after the snapshot');
             // And it keeps up with ops after the snapshot.
             const after = await runSteps(c, workload.slice(0, 5));
             await healAndCheck(c, after);
+            assertSeriesConverged(c.peers, 'after more ops');
           });
         },
       ),
@@ -1754,6 +1776,97 @@ describe('receiving ops', () => {
       assert.equal(receiver.replicator.versionVector()[owner], 6, 'op 6 was held and applied after 5');
       assert.equal(receiver.store.node(id)?.name, 'v6');
       await c.net.settle();
+    });
+  });
+});
+
+describe('readings past a compacted log', () => {
+  test('come after the snapshot in pages, each once, those of one millisecond split across pages; a backfill cut short goes on with another neighbour', async () => {
+    await withCluster(3, TRIANGLE, { seed: 12 }, { batchBytes: 4096 }, async (c) => {
+      const [a, b, lagging] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'sensor', meta: { kind: 'json' } }),
+      );
+      await c.net.resolve(a.nodes.setValue(point.id, 'before'));
+      await c.net.settle();
+      for (const other of [a, b]) c.net.disconnect(lagging.id, other.id);
+      // 120 readings of about 100 bytes, written at once (in one millisecond), and pages of
+      // batchBytes (4096): several pages, each stopping inside that millisecond.
+      const values = Array.from({ length: 120 }, (_, i) => `${'x'.repeat(100)}${i}`);
+      await c.net.resolve(Promise.all(values.map((v) => a.nodes.setValue(point.id, v))));
+      await c.net.settle();
+      for (const p of [a, b]) p.store.compactLog(0);
+      c.net.connect(lagging.id, a.id);
+      await c.net.runUntil(() => (c.net.stats.delivered.rd ?? 0) >= 1);
+      // Cut from a after its first page: the rest comes from b.
+      c.net.disconnect(lagging.id, a.id);
+      c.net.connect(lagging.id, b.id);
+      await c.net.settle();
+      c.healAll();
+      await c.net.settle();
+      assertConverged(c.peers);
+      assertSeriesConverged(c.peers);
+      const series = lagging.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 1000);
+      assert.deepEqual(
+        series.map((r) => r.value),
+        ['before', ...values],
+      );
+      assert.ok(
+        series.filter((r) => r.t === series[1]!.t).length > 30,
+        'the readings share a millisecond across pages',
+      );
+      assert.ok((c.net.stats.delivered.rd ?? 0) >= 4, `${c.net.stats.delivered.rd} pages`);
+      assert.ok((c.net.stats.largest.rd ?? 0) <= 4096, 'a page holds batchBytes at most');
+      const backfilled = await lagging.metrics.readingsBackfilled.get();
+      assert.equal(backfilled.values[0]?.value, 120, 'each reading added once');
+    });
+  });
+
+  test("pages hold only the asked owner's data point readings, in the range, and no more than batchBytes", async () => {
+    await withCluster(2, [[0, 1]], { seed: 13 }, { batchBytes: 2048 }, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'p' }));
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'd', meta: { kind: 'json' } }),
+      );
+      for (let i = 0; i < 40; i++) {
+        await c.net.resolve(a.nodes.setValue(point.id, `${'y'.repeat(100)}${i}`));
+        await c.net.runFor(1); // A millisecond each.
+      }
+      await c.net.settle();
+      const pages: Extract<LinkMessage, { t: 'rd' }>[] = [];
+      c.net.beforeDeliver = (_from, to, message) => {
+        if (to === b.id && message.t === 'rd') pages.push(message);
+      };
+      const times = a.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 100).map((r) => r.t);
+      const ask = {
+        t: 'rdq' as const,
+        owner: a.id,
+        node: point.id,
+        from: times[5]!,
+        skip: 1,
+        to: times[30]!,
+      };
+      c.net.inject(b.id, a.id, { ...ask, node: project.id });
+      c.net.inject(b.id, a.id, { ...ask, owner: b.id });
+      c.net.inject(b.id, a.id, ask);
+      await c.net.runUntil(() => pages.length === 3);
+      assert.deepEqual(
+        pages.slice(0, 2).map((p) => [p.points, p.more]),
+        [
+          [[], false],
+          [[], false],
+        ],
+        'not a data point; not of that owner',
+      );
+      const [page] = pages.slice(2);
+      assert.ok(page!.more && page!.points.length > 0, 'a page, and more');
+      assert.ok(Buffer.byteLength(JSON.stringify(page)) <= 2048 + 1024);
+      // From times[5] less its one reading, so from the next one, oldest first.
+      assert.deepEqual(
+        page!.points.map(([t]) => t),
+        times.slice(6, 6 + page!.points.length),
+      );
     });
   });
 });
