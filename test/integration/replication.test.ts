@@ -196,7 +196,9 @@ describe('replication across three peers', () => {
     back = await cluster.start({ name: 'a', dataDir: a.dataDir, config: { restartHoldMs: 300 } });
     peers[0] = back;
     const alone = await create(back, { type: 'Project', name: 'while alone' });
-    assert.equal((await api(back, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: 7 })).status, 200);
+    for (const value of [6, 7]) {
+      assert.equal((await api(back, 'PUT', `/api/v1/nodes/${point.id}/value`, { value })).status, 200);
+    }
 
     peers[1] = await cluster.start({ name: 'b', dataDir: b.dataDir });
     peers[2] = await cluster.start({ name: 'c', dataDir: c.dataDir });
@@ -220,6 +222,16 @@ describe('replication across three peers', () => {
     assert.equal(res.status, 200);
     await waitFor('value 8 everywhere', async () =>
       (await Promise.all(peers.map(async (p) => (await nodeOn(p, point.id))?.value === 8))).every(Boolean),
+    );
+    // The readings taken while alone reached the others too (with the snapshot of the mend).
+    const readings = async (p: PeerProcess): Promise<unknown[]> =>
+      (
+        await api<{ points: { value: unknown }[] }>(p, 'GET', `/api/v1/nodes/${point.id}/series`)
+      ).body.points.map((r) => r.value);
+    await waitFor('the readings of both histories on every server', async () =>
+      (await Promise.all(peers.map(async (p) => JSON.stringify(await readings(p)) === '[6,7,8]'))).every(
+        Boolean,
+      ),
     );
   });
 
