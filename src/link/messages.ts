@@ -159,26 +159,37 @@ const Retired = Type.Object({
 
 /**
  * Asks for the readings of an owner's data point from `from` to `to` (ms, both included), less the
- * first `skip` of those at `from` (sent in an earlier page): those a snapshot could not carry, of
- * the time the asker missed (replicator.ts `#receiveSnapshot`).
+ * first `skip` of those at `from` (sent in an earlier page), and at `to` only those of the owner's
+ * ops up to `seq`: those a snapshot at `seq` could not carry (replicator.ts "Readings a snapshot
+ * could not carry"). `ref` comes back with the answer.
  */
 const ReadingsAsk = Type.Object({
   t: Type.Literal('rdq'),
+  ref: Type.Integer({ minimum: 0 }),
   owner: Id,
   node: Id,
   from: Type.Integer({ minimum: 0 }),
   skip: Type.Integer({ minimum: 0 }),
   to: Type.Integer({ minimum: 0 }),
+  seq: Type.Integer({ minimum: 0 }),
 });
-/** A page of them, oldest first, as [t, value]; `more` when the range holds more after the last. */
+/**
+ * A page of them, oldest first, as [t, seq (null when not known), value]; `more` when the range
+ * holds more after the last; `later` (and no points) when the sender is fetching them itself.
+ */
 const Readings = Type.Object({
   t: Type.Literal('rd'),
-  owner: Id,
-  node: Id,
-  from: Type.Integer({ minimum: 0 }),
-  skip: Type.Integer({ minimum: 0 }),
-  points: Type.Array(Type.Tuple([Type.Integer({ minimum: 0 }), Type.Unknown()]), { maxItems: 100_000 }),
+  ref: Type.Integer({ minimum: 0 }),
+  points: Type.Array(
+    Type.Tuple([
+      Type.Integer({ minimum: 0 }),
+      Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
+      Type.Unknown(),
+    ]),
+    { maxItems: 100_000 },
+  ),
   more: Type.Boolean(),
+  later: Type.Optional(Type.Boolean()),
 });
 
 export type LinkMessage =

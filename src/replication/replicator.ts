@@ -66,6 +66,7 @@ import {
   apiNodeOf,
   type NodeState,
   type Op,
+  type Reading,
   type ShoalNode,
   type Store,
   type StoredNode,
@@ -142,21 +143,31 @@ export interface WriteOutcome {
   seq: number;
 }
 
-/**
- * The readings of an owner's data points `ids` from `from` to `to` (ms), being fetched from `peer`
- * after a snapshot at `seq`: the point `ids[at]`, from `next` on, less the first `skip` of those
- * at `next` (`#backfill`).
- */
-interface Backfill {
-  seq: number;
+/** One data point's readings to fetch: from `from` to `to` (ms), and at `to` those of ops up to `seq`. */
+interface ReadingsTask {
+  id: string;
   from: number;
   to: number;
-  ids: string[];
-  at: number;
+  seq: number;
+}
+
+/**
+ * An owner's readings being fetched after snapshots (`#backfill`): `tasks` in turn, the first from
+ * `next` on (less the first `skip` of those at `next`, in `peer`'s order). `held`: the readings this
+ * server had at millisecond `heldAt` when it began there, by value, still to be met in the pages.
+ */
+interface Backfill {
+  tasks: ReadingsTask[];
   next: number;
   skip: number;
-  /** Undefined while no neighbour that has the snapshot's ops is linked. */
+  held: Map<string, number>;
+  heldAt: number;
+  /** Undefined while no neighbour that has the snapshots' ops is linked. */
   peer: string | undefined;
+  /** The `ref` of the page asked for. */
+  ref: number;
+  /** Since when (ms) the peer has answered "later", if it has. */
+  laterSince: number | undefined;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -177,6 +188,8 @@ const SNAPSHOT_CHUNK = 500;
 const READINGS_PAGE = 5000;
 /** How long a backfill waits for a page before it gives up (a peer too old to know the messages). */
 const READINGS_TIMEOUT_MS = 30_000;
+/** How long a backfill told "later" waits before it asks again. */
+const READINGS_RETRY_MS = 1000;
 const MAX_HOPS = 16;
 const GAP_REQUEST_MS = 250;
 const LAG_POLL_MS = 20;
@@ -279,6 +292,7 @@ export class Replicator implements MeshApplication {
   readonly #incoming = new Map<string, { seq: number; nodes: StoredNode[] }>();
   /** Per owner, the readings being fetched after a snapshot of its nodes (`#backfill`). */
   readonly #backfills = new Map<string, Backfill>();
+  #readingsRef = 0;
   readonly #queue: Pending[] = [];
   readonly #recentOps = new Map<string, Op[]>();
   /** Bytes (as stored) of the ops in `#recentOps`, per owner. */
@@ -474,7 +488,7 @@ export class Replicator implements MeshApplication {
     // A fork is mended again when a holder of the other ops is heard of again.
     if (this.#fork?.peer === peerId) this.#fork = undefined;
     if (this.#nextFork?.peer === peerId) this.#nextFork = undefined;
-    // A backfill from it goes on with the next neighbour that has the snapshot's ops.
+    // A backfill from it goes on with the next neighbour that has the snapshots' ops.
     for (const b of this.#backfills.values()) {
       if (b.peer !== peerId) continue;
       b.peer = undefined;
@@ -506,8 +520,11 @@ export class Replicator implements MeshApplication {
         if (message.mine) this.#checkTheirHistory(peerId, message.vv[peerId] ?? 0, message.mine);
         this.#cursors.set(peerId, new Map(entries));
         for (const [owner, b] of this.#backfills) {
-          if (b.peer !== undefined || (message.vv[owner] ?? 0) < b.seq) continue;
+          if (b.peer !== undefined || (message.vv[owner] ?? 0) < b.tasks[b.tasks.length - 1]!.seq) continue;
+          // Another server's order of the readings of one millisecond may differ: that
+          // millisecond is begun again, without what is here already.
           b.peer = peerId;
+          this.#beginAt(b, b.next);
           this.#askReadings(owner, b);
         }
         const own = message.vv[peerId] ?? 0;
@@ -1289,7 +1306,7 @@ export class Replicator implements MeshApplication {
           }
           this.#heard(op.owner, op.seq);
           hlc.receive(op.hlc);
-          const result = store.applyOp(op, this.#backfills.has(op.owner));
+          const result = store.applyOp(op);
           if (result === 'applied') {
             this.#vv.set(op.owner, op.seq);
             applied.push(op);
@@ -1567,7 +1584,7 @@ export class Replicator implements MeshApplication {
       if (!next) break;
       held.delete(next.seq);
       this.#earlyCount--;
-      if (this.#deps.store.applyOp(next, this.#backfills.has(owner)) !== 'applied') break;
+      if (this.#deps.store.applyOp(next) !== 'applied') break;
       this.#vv.set(owner, next.seq);
       applied.push(next);
     }
@@ -1620,9 +1637,10 @@ export class Replicator implements MeshApplication {
     if (owner === this.#deps.selfId && this.#receiveOwnSnapshot(from, seq, nodes)) return;
     if (seq <= (this.#vv.get(owner) ?? 0)) return; // Caught up some other way meanwhile.
     const { store } = this.#deps;
-    // The readings of the ops it stands for are not in it: from the time of the last op we had.
+    // The readings of the ops it stands for are not in it: from the time of the last op we had
+    // (or, its stamp not known, of the newest reading we hold).
     const had = store.ownerState(owner).headHlc;
-    const since = had === undefined ? 0 : (wallOf(had) ?? 0);
+    const since = (had === undefined ? undefined : wallOf(had)) ?? store.newestReading(owner) ?? 0;
     store.transaction('NORMAL', () => store.replaceOwner(owner, seq, nodes, message.hlc));
     this.#vv.set(owner, seq);
     this.#ownOpsBack();
@@ -1645,51 +1663,67 @@ export class Replicator implements MeshApplication {
 
   // --- Readings a snapshot could not carry ----------------------------------------------------
   //
-  // A snapshot carries an owner's nodes as they are, not the readings of the ops it stands for.
-  // The server that took it asks the sender for the readings of each of the owner's data points
-  // from the time of the last op of the owner it had to the snapshot's newest stamp, a page at a
-  // time (one in flight: the asker sets the pace), and adds each reading it does not hold (the
-  // same time and value). Ops of the owner applied meanwhile add theirs the same way, as a page
-  // may have brought them first. A backfill lives in memory: one cut short by a restart leaves
-  // those readings out (the nodes are right).
+  // A snapshot at seq S carries an owner's nodes as they are, not the readings of the ops it stands
+  // for: those after the last op of the owner this server had (at seq P, stamped at ms `since`) up
+  // to S (stamped at ms `to`). Its ops before P have readings at `since` or before, its ops after S
+  // at `to` or after. So it asks, for each of the owner's data points, for the readings from
+  // `since` to `to`, and at `to` only those of ops up to S (each reading keeps the seq of its op);
+  // at `since` it adds only those it does not hold (counted by value: one millisecond may hold
+  // readings of ops before P and after it, alike). Pages come one at a time from one neighbour
+  // (the owner when linked, else the snapshot's sender), so the asker sets the pace; a neighbour
+  // still fetching the owner's readings itself answers "later". A backfill cut short by a link
+  // goes on with the next neighbour that has the ops, from the millisecond it had reached. It
+  // lives in memory: one cut short by a restart leaves those readings out (the nodes are right).
 
-  /** Starts fetching the readings of `points` from `from`, or widens the backfill running. */
+  /** Fetches the readings of `points` a snapshot at `seq` from `from` could not carry. */
   #backfill(owner: string, from: string, seq: number, since: number, to: number, points: string[]): void {
+    const tasks = points.map((id) => ({ id, from: since, to, seq }));
     const running = this.#backfills.get(owner);
     if (running) {
-      // Started again over both ranges: what the running one fetched already is not added twice.
-      this.#endBackfill(owner);
-      since = Math.min(since, running.from);
+      // After the tasks of the earlier snapshot: their range ends where these begin.
+      running.tasks.push(...tasks);
+      return;
     }
-    if (points.length === 0) return;
+    if (tasks.length === 0) return;
     const b: Backfill = {
-      seq,
-      from: since,
-      to,
-      ids: points,
-      at: 0,
+      tasks,
       next: since,
       skip: 0,
-      peer: from,
+      held: new Map(),
+      heldAt: since,
+      peer: this.#cursors.get(owner) ? owner : from,
+      ref: 0,
+      laterSince: undefined,
       timer: undefined,
     };
     this.#backfills.set(owner, b);
+    this.#beginAt(b, since);
     this.#askReadings(owner, b);
+  }
+
+  /** Fetches the first task's readings from millisecond `at` on, less those held there now. */
+  #beginAt(b: Backfill, at: number): void {
+    b.next = at;
+    b.skip = 0;
+    b.heldAt = at;
+    b.held = this.#deps.store.valuesAt(b.tasks[0]!.id, at);
   }
 
   #askReadings(owner: string, b: Backfill): void {
     if (b.peer === undefined) return;
-    const node = b.ids[b.at]!;
+    const task = b.tasks[0]!;
+    b.ref = ++this.#readingsRef;
     clearTimeout(b.timer);
     b.timer = setTimeout(() => {
       this.#deps.log.warn(
-        { owner, peer: b.peer, from: b.from, to: b.to },
+        { owner, peer: b.peer, from: task.from, to: task.to },
         "a peer did not send the readings a snapshot could not carry: the owner's readings of that time are not all here",
       );
       this.#endBackfill(owner);
     }, READINGS_TIMEOUT_MS);
     b.timer.unref();
-    this.#deps.mesh.send(b.peer, { t: 'rdq', owner, node, from: b.next, skip: b.skip, to: b.to });
+    const { id: node, to, seq } = task;
+    this.#deps.mesh.send(b.peer, { t: 'rdq', ref: b.ref, owner, node, from: b.next, skip: b.skip, to, seq });
   }
 
   #endBackfill(owner: string): void {
@@ -1697,41 +1731,89 @@ export class Replicator implements MeshApplication {
     this.#backfills.delete(owner);
   }
 
-  /** A page of the readings asked for: none when the node is not `owner`'s data point here. */
+  /**
+   * A page of the readings asked for: none when the node is not `owner`'s data point here, and
+   * "later" while this server fetches that owner's readings itself (it may lack some).
+   */
   #answerReadings(peer: string, ask: Extract<LinkMessage, { t: 'rdq' }>): void {
+    const { ref, owner } = ask;
+    if (this.#backfills.has(owner)) {
+      this.#deps.mesh.send(peer, { t: 'rd', ref, points: [], more: false, later: true });
+      return;
+    }
     const node = this.#deps.store.node(ask.node);
     const page =
-      node?.owner === ask.owner && node.type === 'DataPoint' && !node.deleted
-        ? this.#deps.store.readingsPage(ask.node, ask, READINGS_PAGE, this.#options.batchBytes - 1024)
+      node?.owner === owner && node.type === 'DataPoint' && !node.deleted
+        ? this.#deps.store.readingsPage(ask.node, ask, READINGS_PAGE, this.#options.batchBytes)
         : { points: [], more: false };
-    const { owner, from, skip } = ask;
-    this.#deps.mesh.send(peer, { t: 'rd', owner, node: ask.node, from, skip, ...page });
+    this.#deps.mesh.send(peer, { t: 'rd', ref, ...page });
   }
 
   #receiveReadings(peer: string, page: Extract<LinkMessage, { t: 'rd' }>): void {
-    const b = this.#backfills.get(page.owner);
-    // Not the answer to the page asked for (an earlier backfill's, or from another peer).
-    if (!b || b.peer !== peer || b.ids[b.at] !== page.node || b.next !== page.from || b.skip !== page.skip)
+    const found = [...this.#backfills].find(([, b]) => b.ref === page.ref && b.peer === peer);
+    if (!found) return; // Not the answer to the page asked for (a stale one, or from another peer).
+    const [owner, b] = found;
+    clearTimeout(b.timer);
+    if (page.later) {
+      const now = this.#deps.clock.now();
+      b.laterSince ??= now;
+      if (now - b.laterSince > READINGS_TIMEOUT_MS) {
+        this.#deps.log.warn(
+          { owner, peer },
+          "a peer kept fetching an owner's readings itself: the owner's readings of that time are not all here",
+        );
+        this.#endBackfill(owner);
+        return;
+      }
+      b.timer = setTimeout(() => this.#askReadings(owner, b), READINGS_RETRY_MS);
+      b.timer.unref();
       return;
-    const { store, metrics } = this.#deps;
-    const points = page.points as [number, unknown][];
-    if (points.length > 0) {
-      const added = store.transaction('NORMAL', () => store.addReadings(page.node, points));
-      metrics.readingsBackfilled.inc(added);
     }
+    b.laterSince = undefined;
+    const { store, metrics, log } = this.#deps;
+    const task = b.tasks[0]!;
+    const points = page.points as Reading[];
+    let t = b.next;
+    for (const [at] of points) {
+      if (at < t || at > task.to) {
+        log.warn({ peer, owner, node: task.id }, 'a peer sent readings outside those asked for: none taken');
+        this.#endBackfill(owner);
+        return;
+      }
+      t = at;
+    }
+    // At the millisecond it began at, what was here already is not added again.
+    const fresh = points.filter(([at, , value]) => {
+      if (at !== b.heldAt) return true;
+      const json = JSON.stringify(value ?? null);
+      const held = b.held.get(json) ?? 0;
+      if (held === 0) return true;
+      b.held.set(json, held - 1);
+      return false;
+    });
+    try {
+      if (fresh.length > 0) store.transaction('NORMAL', () => store.addReadings(task.id, fresh));
+    } catch (err) {
+      log.error({ err, owner, node: task.id }, 'readings fetched after a snapshot could not be stored');
+      this.#endBackfill(owner);
+      return;
+    }
+    metrics.readingsBackfilled.inc(fresh.length);
     const last = points[points.length - 1];
     if (page.more && last) {
       // On from the last reading: past those of its millisecond taken so far.
-      const atLast = points.filter(([t]) => t === last[0]).length;
+      const atLast = points.filter(([at]) => at === last[0]).length;
       b.skip = last[0] === b.next ? b.skip + atLast : atLast;
       b.next = last[0];
     } else {
-      b.at++;
-      b.next = b.from;
-      b.skip = 0;
+      b.tasks.shift();
+      if (b.tasks.length === 0) {
+        this.#endBackfill(owner);
+        return;
+      }
+      this.#beginAt(b, b.tasks[0]!.from);
     }
-    if (b.at >= b.ids.length) this.#endBackfill(page.owner);
-    else this.#askReadings(page.owner, b);
+    this.#askReadings(owner, b);
   }
 
   // --- Forwarded writes ---------------------------------------------------------------------

@@ -80,4 +80,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE owners ADD COLUMN head_hlc TEXT;
   `,
+  // 7: the seq of the owner's op each reading came with (NULL for readings from before), so that a
+  // server fetching the readings a snapshot could not carry gets those of its ops only
+  // (replicator.ts "Readings a snapshot could not carry").
+  `
+  ALTER TABLE series ADD COLUMN seq INTEGER;
+  `,
 ];

@@ -92,6 +92,9 @@ export interface SeriesPoint {
   value: unknown;
 }
 
+/** A reading as a backfill carries it: its time, the seq of its op (null when not known), its value. */
+export type Reading = [t: number, seq: number | null, value: unknown];
+
 interface NodeRow {
   id: string;
   type: string;
@@ -211,13 +214,23 @@ export class Store {
         'DELETE FROM series WHERE node_id IN (SELECT id FROM nodes WHERE owner = ?)',
       ),
       deleteOwner: db.prepare('DELETE FROM owners WHERE owner = ?'),
-      insertPoint: db.prepare('INSERT INTO series (node_id, t, value) VALUES (?, ?, ?)'),
+      insertPoint: db.prepare('INSERT INTO series (node_id, t, value, seq) VALUES (?, ?, ?, ?)'),
       insertPointOnce: db.prepare(
-        `INSERT INTO series (node_id, t, value) SELECT @id, @t, @value
+        `INSERT INTO series (node_id, t, value, seq) SELECT @id, @t, @value, @seq
          WHERE NOT EXISTS (SELECT 1 FROM series WHERE node_id = @id AND t = @t AND value = @value)`,
       ),
-      readings: db.prepare<[string, number, number], { t: number; value: string }>(
-        'SELECT t, value FROM series WHERE node_id = ? AND t >= ? AND t <= ? ORDER BY t, rowid',
+      readings: db.prepare<
+        [string, number, number, number, number],
+        { t: number; seq: number | null; value: string }
+      >(
+        `SELECT t, seq, value FROM series WHERE node_id = ? AND t >= ? AND t <= ?
+           AND (t < ? OR seq IS NULL OR seq <= ?) ORDER BY t, rowid`,
+      ),
+      valuesAt: db.prepare<[string, number], { value: string }>(
+        'SELECT value FROM series WHERE node_id = ? AND t = ?',
+      ),
+      newestReading: db.prepare<[string], { t: number | null }>(
+        'SELECT max(s.t) AS t FROM series s JOIN nodes n ON n.id = s.node_id WHERE n.owner = ?',
       ),
       series: db.prepare<[string, number, number, number], { t: number; value: string }>(
         'SELECT t, value FROM series WHERE node_id = ? AND t >= ? AND t <= ? ORDER BY t LIMIT ?',
@@ -449,16 +462,15 @@ export class Store {
   /**
    * Applies one op (in the caller's transaction, else in one of its own): stores it in the log
    * and the node state it carries. 'duplicate' when it was applied before, 'gap' when an earlier
-   * op of its owner is missing. `readingOnce`: the reading it carries joins the series unless held
-   * already (while a backfill of its owner's readings may have brought it first).
+   * op of its owner is missing.
    */
-  applyOp(op: Op, readingOnce = false): ApplyResult {
+  applyOp(op: Op): ApplyResult {
     const { applied, logFloor } = this.ownerState(op.owner);
     if (op.seq <= applied) return 'duplicate';
     if (op.seq !== applied + 1) return 'gap';
     // The owners row is written once at the end of a transaction (#withOwners), not once per op:
     // an op on its own gets a transaction of its own.
-    if (!this.#db.inTransaction) return this.transaction('FULL', () => this.applyOp(op, readingOnce));
+    if (!this.#db.inTransaction) return this.transaction('FULL', () => this.applyOp(op));
     const body = JSON.stringify(op);
     this.#sql.insertOp.run(op.owner, op.seq, body);
     this.#opBytes.set(op, body.length);
@@ -489,9 +501,7 @@ export class Store {
     }
     // A value given at creation is a reading too.
     if ((op.kind === 'value' || (op.kind === 'create' && n.value !== undefined)) && n.type === 'DataPoint') {
-      const t = wallOf(op.hlc) ?? 0;
-      if (readingOnce) this.#sql.insertPointOnce.run({ id: n.id, t, value: value ?? 'null' });
-      else this.#sql.insertPoint.run(n.id, t, value ?? 'null');
+      this.#sql.insertPoint.run(n.id, wallOf(op.hlc) ?? 0, value ?? 'null', op.seq);
     }
     return 'applied';
   }
@@ -510,7 +520,7 @@ export class Store {
     const reading = change.kind === 'value' || (change.kind === 'create' && n.value !== undefined);
     if (reading && n.type === 'DataPoint') {
       const value = JSON.stringify(n.value ?? null);
-      this.#sql.insertPointOnce.run({ id: n.id, t: wallOf(change.hlc) ?? 0, value });
+      this.#sql.insertPointOnce.run({ id: n.id, t: wallOf(change.hlc) ?? 0, value, seq: change.version });
     }
     const held = this.node(n.id);
     if (held && (held.owner !== owner || held.hlc >= change.hlc)) return undefined;
@@ -621,40 +631,52 @@ export class Store {
   }
 
   /**
-   * Adds readings of data point `id` that came apart from its ops (a snapshot's backfill), each
-   * unless the series holds it already (the same time and value); answers how many were new.
+   * Adds readings of data point `id` that came apart from their ops (a snapshot's backfill): each
+   * [t, seq, value], as its owner numbered it.
    */
-  addReadings(id: string, points: [t: number, value: unknown][]): number {
-    let added = 0;
-    for (const [t, value] of points) {
-      added += this.#sql.insertPointOnce.run({ id, t, value: JSON.stringify(value ?? null) }).changes;
-    }
-    return added;
+  addReadings(id: string, points: Reading[]): void {
+    for (const [t, seq, value] of points)
+      this.#sql.insertPoint.run(id, t, JSON.stringify(value ?? null), seq);
+  }
+
+  /** The time of the newest reading held of `owner`'s data points. */
+  newestReading(owner: string): number | undefined {
+    return this.#sql.newestReading.get(owner)?.t ?? undefined;
+  }
+
+  /** How many readings of data point `id` at millisecond `t` the series holds, by value (as JSON). */
+  valuesAt(id: string, t: number): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const { value } of this.#sql.valuesAt.iterate(id, t))
+      counts.set(value, (counts.get(value) ?? 0) + 1);
+    return counts;
   }
 
   /**
    * A page of data point `id`'s readings from `from` to `to` (ms, both included), oldest first,
-   * less the first `skip` of those at `from`: at most `limit`, and `maxBytes` of values as JSON
-   * (but one at least). Readings of one millisecond keep their order from page to page (the
-   * order they were added in), so a page may stop inside one; `more` when the range holds more.
+   * less the first `skip` of those at `from`, and at `to` only those of ops up to `seq` (the
+   * later ones go with their ops): at most `limit`, and `maxBytes` as sent (but one at least).
+   * Readings of one millisecond keep their order from page to page (the order they were added
+   * in), so a page may stop inside one; `more` when the range holds more.
    */
   readingsPage(
     id: string,
-    range: { from: number; skip: number; to: number },
+    range: { from: number; skip: number; to: number; seq: number },
     limit: number,
     maxBytes: number,
-  ): { points: [t: number, value: unknown][]; more: boolean } {
-    const points: [number, unknown][] = [];
+  ): { points: Reading[]; more: boolean } {
+    const points: Reading[] = [];
     let skipped = 0;
     let bytes = 0;
-    for (const row of this.#sql.readings.iterate(id, range.from, range.to)) {
+    for (const row of this.#sql.readings.iterate(id, range.from, range.to, range.to, range.seq)) {
       if (row.t === range.from && skipped < range.skip) {
         skipped++;
         continue;
       }
-      bytes += Buffer.byteLength(row.value);
+      // As sent: [t,seq,value], with room for a 16-digit t and seq.
+      bytes += Buffer.byteLength(row.value) + 40;
       if (points.length > 0 && (points.length === limit || bytes > maxBytes)) return { points, more: true };
-      points.push([row.t, JSON.parse(row.value)]);
+      points.push([row.t, row.seq, JSON.parse(row.value)]);
     }
     return { points, more: false };
   }

@@ -184,9 +184,10 @@ describe('replication across three peers', () => {
     let back = await cluster.start({ name: 'a', dataDir: a.dataDir });
     peers[0] = back;
     const lost = await create(back, { type: 'Project', name: 'after the backup' });
-    await waitFor('the others to have it', async () =>
-      (await Promise.all([b, c].map((p) => nodeOn(p, lost.id)))).every((n) => n !== undefined),
-    );
+    assert.equal((await api(back, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: 5 })).status, 200);
+    const has = async (p: PeerProcess): Promise<boolean> =>
+      (await nodeOn(p, lost.id)) !== undefined && (await nodeOn(p, point.id))?.value === 5;
+    await waitFor('the others to have it', async () => (await Promise.all([b, c].map(has))).every(Boolean));
     await Promise.all([back.stop(), b.stop(), c.stop()]);
 
     // a's disk dies and its backup goes back in while no other server is up: it cannot know it
@@ -228,11 +229,14 @@ describe('replication across three peers', () => {
       (
         await api<{ points: { value: unknown }[] }>(p, 'GET', `/api/v1/nodes/${point.id}/series`)
       ).body.points.map((r) => r.value);
-    await waitFor('the readings of both histories on every server', async () =>
-      (await Promise.all(peers.map(async (p) => JSON.stringify(await readings(p)) === '[6,7,8]'))).every(
-        Boolean,
-      ),
+    // b and c had 5 (the lost history); a took 6 and 7 alone; 8 came after. a itself holds 5
+    // only as far as the other history came back to it as ops.
+    const both = async (p: PeerProcess): Promise<boolean> =>
+      JSON.stringify(await readings(p)) === '[5,6,7,8]';
+    await waitFor('the readings of both histories on b and c', async () =>
+      (await Promise.all([peers[1]!, peers[2]!].map(both))).every(Boolean),
     );
+    assert.deepEqual((await readings(peers[0]!)).slice(-3), [6, 7, 8]);
   });
 
   test('a node and its subtree are deleted everywhere', async () => {

@@ -97,18 +97,23 @@ const vvArb: fc.Arbitrary<LinkMessage> = fc
 /** An ask for readings, and a page of them (the values as JSON round-trips them). */
 const readingsArb: fc.Arbitrary<LinkMessage> = fc
   .record({
+    ref: fc.nat(),
     owner: fc.uuid(),
     node: fc.uuid(),
     from: fc.nat(),
     skip: fc.nat(),
     to: fc.nat(),
-    points: fc.array(fc.tuple(fc.nat(), fc.jsonValue({ maxDepth: 3 })), { maxLength: 5 }),
+    seq: fc.nat(),
+    points: fc.array(fc.tuple(fc.nat(), fc.option(fc.nat()), fc.jsonValue({ maxDepth: 3 })), {
+      maxLength: 5,
+    }),
     more: fc.boolean(),
+    later: fc.boolean(),
   })
-  .chain(({ to, points, more, ...common }) =>
+  .chain(({ ref, points, more, later, ...ask }) =>
     fc.constantFrom<LinkMessage>(
-      { t: 'rdq', ...common, to },
-      JSON.parse(JSON.stringify({ t: 'rd', ...common, points, more })) as LinkMessage,
+      { t: 'rdq', ref, ...ask },
+      JSON.parse(JSON.stringify({ t: 'rd', ref, points, more, ...(later ? { later } : {}) })) as LinkMessage,
     ),
   );
 

@@ -580,6 +580,7 @@ describe('replication on a simulated mesh', () => {
               }
               const writes = await runSteps(c, steps);
               await healAndCheck(c, writes);
+              assertSeriesConverged(c.peers);
             },
           );
         },
@@ -1796,16 +1797,15 @@ describe('readings past a compacted log', () => {
       await c.net.resolve(Promise.all(values.map((v) => a.nodes.setValue(point.id, v))));
       await c.net.settle();
       for (const p of [a, b]) p.store.compactLog(0);
+      const fromB = (): number => c.net.stats.sent.rd ?? 0;
       c.net.connect(lagging.id, a.id);
       await c.net.runUntil(() => (c.net.stats.delivered.rd ?? 0) >= 1);
-      // Cut from a after its first page: the rest comes from b.
+      // Cut from a (the owner) after its first page: the rest comes from b.
       c.net.disconnect(lagging.id, a.id);
+      const beforeB = fromB();
       c.net.connect(lagging.id, b.id);
       await c.net.settle();
-      c.healAll();
-      await c.net.settle();
-      assertConverged(c.peers);
-      assertSeriesConverged(c.peers);
+      assert.ok(fromB() - beforeB >= 2, 'pages from b');
       const series = lagging.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 1000);
       assert.deepEqual(
         series.map((r) => r.value),
@@ -1819,10 +1819,82 @@ describe('readings past a compacted log', () => {
       assert.ok((c.net.stats.largest.rd ?? 0) <= 4096, 'a page holds batchBytes at most');
       const backfilled = await lagging.metrics.readingsBackfilled.get();
       assert.equal(backfilled.values[0]?.value, 120, 'each reading added once');
+      c.healAll();
+      await c.net.settle();
+      assertConverged(c.peers);
+      assertSeriesConverged(c.peers);
     });
   });
 
-  test("pages hold only the asked owner's data point readings, in the range, and no more than batchBytes", async () => {
+  test('repeated readings are all kept: one value twice in a millisecond, where the backfill begins and ends, and ops that come meanwhile', async () => {
+    await withCluster(2, [[0, 1]], { seed: 14 }, {}, async (c) => {
+      const [a, lagging] = c.peers as [SimPeer, SimPeer];
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'switch', meta: { kind: 'json' } }),
+      );
+      await c.net.settle();
+      // A stamp from a clock 900 ms ahead (within the drift allowed): a's wall time stays there,
+      // and every op below is stamped in that one millisecond, as on a Pi whose clock is behind.
+      const far = {
+        owner: serverId(7),
+        seq: 1,
+        hlc: encodeHlc(c.net.time.now() + 900, 0),
+        kind: 'create' as const,
+        node: { id: c.newId(), type: 'Project' as const, parent: null, name: 'far', meta: {} },
+      };
+      c.net.inject(lagging.id, a.id, { t: 'ops', ops: [far] });
+      await c.net.resolve(a.nodes.setValue(point.id, 1));
+      await c.net.settle();
+      c.net.disconnect(a.id, lagging.id);
+      await c.net.resolve(a.nodes.setValue(point.id, 1));
+      await c.net.resolve(Promise.all([a.nodes.setValue(point.id, 0), a.nodes.setValue(point.id, 0)]));
+      await c.net.settle();
+      a.store.compactLog(0);
+      c.net.connect(a.id, lagging.id);
+      // Ops of the owner while the backfill runs, in the same millisecond again.
+      await c.net.runUntil(() => (c.net.stats.delivered.snap ?? 0) >= 1);
+      await c.net.resolve(Promise.all([a.nodes.setValue(point.id, 0), a.nodes.setValue(point.id, 1)]));
+      await c.net.settle();
+      assertSeriesConverged(c.peers);
+      const series = lagging.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 100);
+      assert.deepEqual(series.map((r) => r.value).sort(), [0, 0, 0, 1, 1, 1]);
+      assert.ok(
+        series.every((r) => r.t === series[0]!.t),
+        'all in one millisecond',
+      );
+      assert.ok((c.net.stats.delivered.rd ?? 0) >= 1, 'a backfill');
+    });
+  });
+
+  test('a relay still fetching the readings itself answers "later", and its neighbour gets them all after it', async () => {
+    const chain: [number, number][] = [
+      [0, 1],
+      [1, 2],
+    ];
+    await withCluster(3, chain, { seed: 15 }, { batchBytes: 4096 }, async (c) => {
+      const [a, b, end] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'far', meta: { kind: 'json' } }),
+      );
+      await c.net.settle();
+      c.net.disconnect(a.id, b.id);
+      for (let i = 0; i < 60; i++) await c.net.resolve(a.nodes.setValue(point.id, `${'z'.repeat(100)}${i}`));
+      await c.net.settle();
+      a.store.compactLog(0);
+      let later = 0;
+      c.net.beforeDeliver = (_from, to, message) => {
+        if (to === end.id && message.t === 'rd' && message.later) later++;
+      };
+      c.net.connect(a.id, b.id);
+      await c.net.settle();
+      assert.ok(later > 0, 'the end of the chain was told "later"');
+      assertConverged(c.peers);
+      assertSeriesConverged(c.peers);
+      assert.equal(end.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 100).length, 60);
+    });
+  });
+
+  test("pages hold only the asked owner's data point readings, in the range, up to the snapshot's seq at its end, and no more than batchBytes", async () => {
     await withCluster(2, [[0, 1]], { seed: 13 }, { batchBytes: 2048 }, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
       const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'p' }));
@@ -1830,42 +1902,58 @@ describe('readings past a compacted log', () => {
         a.nodes.create({ type: 'DataPoint', name: 'd', meta: { kind: 'json' } }),
       );
       for (let i = 0; i < 40; i++) {
-        await c.net.resolve(a.nodes.setValue(point.id, `${'y'.repeat(100)}${i}`));
-        await c.net.runFor(1); // A millisecond each.
+        await c.net.resolve(a.nodes.setValue(point.id, { i, pad: 'x'.repeat(80) }));
+        if (i !== 29) await c.net.runFor(1); // A millisecond each, but 29 and 30 share one.
       }
       await c.net.settle();
       const pages: Extract<LinkMessage, { t: 'rd' }>[] = [];
       c.net.beforeDeliver = (_from, to, message) => {
         if (to === b.id && message.t === 'rd') pages.push(message);
       };
-      const times = a.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 100).map((r) => r.t);
+      const held = a.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 100);
+      const seqOf = (i: number): number =>
+        a.store.opsAfter(a.id, 0, 1000).find((op) => (op.node.value as { i?: number } | undefined)?.i === i)!
+          .seq;
       const ask = {
         t: 'rdq' as const,
+        ref: 1,
         owner: a.id,
         node: point.id,
-        from: times[5]!,
+        from: held[5]!.t,
         skip: 1,
-        to: times[30]!,
+        to: held[29]!.t,
+        seq: seqOf(29), // Not 30, of the same millisecond.
       };
-      c.net.inject(b.id, a.id, { ...ask, node: project.id });
-      c.net.inject(b.id, a.id, { ...ask, owner: b.id });
-      c.net.inject(b.id, a.id, ask);
+      c.net.inject(b.id, a.id, { ...ask, ref: 1, node: project.id });
+      c.net.inject(b.id, a.id, { ...ask, ref: 2, owner: b.id });
+      c.net.inject(b.id, a.id, { ...ask, ref: 3 });
       await c.net.runUntil(() => pages.length === 3);
       assert.deepEqual(
-        pages.slice(0, 2).map((p) => [p.points, p.more]),
+        pages.slice(0, 2).map((p) => [p.ref, p.points, p.more]),
         [
-          [[], false],
-          [[], false],
+          [1, [], false],
+          [2, [], false],
         ],
         'not a data point; not of that owner',
       );
-      const [page] = pages.slice(2);
-      assert.ok(page!.more && page!.points.length > 0, 'a page, and more');
-      assert.ok(Buffer.byteLength(JSON.stringify(page)) <= 2048 + 1024);
-      // From times[5] less its one reading, so from the next one, oldest first.
+      let page = pages[2]!;
+      const got = [...page.points];
+      assert.ok(page.more, 'more than a page');
+      assert.ok(Buffer.byteLength(JSON.stringify(page)) <= 2048, 'a page holds batchBytes at most');
+      while (page.more) {
+        const last = page.points[page.points.length - 1]!;
+        const atLast = page.points.filter(([t]) => t === last[0]).length;
+        const skip = last[0] === page.points[0]![0] && last[0] === ask.from ? ask.skip + atLast : atLast;
+        const asked = pages.length;
+        c.net.inject(b.id, a.id, { ...ask, ref: asked + 1, from: last[0], skip });
+        await c.net.runUntil(() => pages.length === asked + 1);
+        page = pages[asked]!;
+        got.push(...page.points);
+      }
+      // From held[5] less its one reading, to 29: not 30 in the same millisecond (a later op).
       assert.deepEqual(
-        page!.points.map(([t]) => t),
-        times.slice(6, 6 + page!.points.length),
+        got.map(([, , value]) => (value as { i: number }).i),
+        Array.from({ length: 24 }, (_, i) => i + 6),
       );
     });
   });
