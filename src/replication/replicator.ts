@@ -1701,12 +1701,16 @@ export class Replicator implements MeshApplication {
     this.#askReadings(owner, b);
   }
 
-  /** Fetches the first task's readings from millisecond `at` on, less those held there now. */
+  /**
+   * Fetches the first task's readings from millisecond `at` on, less those held there now (of its
+   * ops: those of later ops, come meanwhile, are not in the pages).
+   */
   #beginAt(b: Backfill, at: number): void {
+    const task = b.tasks[0]!;
     b.next = at;
     b.skip = 0;
     b.heldAt = at;
-    b.held = this.#deps.store.valuesAt(b.tasks[0]!.id, at);
+    b.held = this.#deps.store.valuesAt(task.id, at, task.seq);
   }
 
   #askReadings(owner: string, b: Backfill): void {

@@ -226,8 +226,8 @@ export class Store {
         `SELECT t, seq, value FROM series WHERE node_id = ? AND t >= ? AND t <= ?
            AND (t < ? OR seq IS NULL OR seq <= ?) ORDER BY t, rowid`,
       ),
-      valuesAt: db.prepare<[string, number], { value: string }>(
-        'SELECT value FROM series WHERE node_id = ? AND t = ?',
+      valuesAt: db.prepare<[string, number, number], { value: string }>(
+        'SELECT value FROM series WHERE node_id = ? AND t = ? AND (seq IS NULL OR seq <= ?)',
       ),
       newestReading: db.prepare<[string], { t: number | null }>(
         'SELECT max(s.t) AS t FROM series s JOIN nodes n ON n.id = s.node_id WHERE n.owner = ?',
@@ -644,11 +644,15 @@ export class Store {
     return this.#sql.newestReading.get(owner)?.t ?? undefined;
   }
 
-  /** How many readings of data point `id` at millisecond `t` the series holds, by value (as JSON). */
-  valuesAt(id: string, t: number): Map<string, number> {
+  /**
+   * How many readings of data point `id` at millisecond `t`, of its owner's ops up to `seq` (or of
+   * ops not known), the series holds, by value (as JSON).
+   */
+  valuesAt(id: string, t: number, seq: number): Map<string, number> {
     const counts = new Map<string, number>();
-    for (const { value } of this.#sql.valuesAt.iterate(id, t))
+    for (const { value } of this.#sql.valuesAt.iterate(id, t, seq)) {
       counts.set(value, (counts.get(value) ?? 0) + 1);
+    }
     return counts;
   }
 
