@@ -166,8 +166,6 @@ interface Backfill {
   peer: string | undefined;
   /** The `ref` of the page asked for. */
   ref: number;
-  /** Since when (ms) the peer has answered "later", if it has. */
-  laterSince: number | undefined;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -488,11 +486,12 @@ export class Replicator implements MeshApplication {
     // A fork is mended again when a holder of the other ops is heard of again.
     if (this.#fork?.peer === peerId) this.#fork = undefined;
     if (this.#nextFork?.peer === peerId) this.#nextFork = undefined;
-    // A backfill from it goes on with the next neighbour that has the snapshots' ops.
-    for (const b of this.#backfills.values()) {
+    // A backfill from it goes on with the next neighbour that has the snapshots' ops (or waits
+    // for one to link).
+    for (const [owner, b] of this.#backfills) {
       if (b.peer !== peerId) continue;
-      b.peer = undefined;
       clearTimeout(b.timer);
+      this.#askElsewhere(owner, b);
     }
     this.#servedTo.clear();
     this.#endHoldWhenCaughtUp();
@@ -519,14 +518,7 @@ export class Replicator implements MeshApplication {
         if (message.yours) this.#checkOwnHistory(peerId, message.yours, message.vv[this.#deps.selfId] ?? 0);
         if (message.mine) this.#checkTheirHistory(peerId, message.vv[peerId] ?? 0, message.mine);
         this.#cursors.set(peerId, new Map(entries));
-        for (const [owner, b] of this.#backfills) {
-          if (b.peer !== undefined || (message.vv[owner] ?? 0) < b.tasks[b.tasks.length - 1]!.seq) continue;
-          // Another server's order of the readings of one millisecond may differ: that
-          // millisecond is begun again, without what is here already.
-          b.peer = peerId;
-          this.#beginAt(b, b.next);
-          this.#askReadings(owner, b);
-        }
+        for (const [owner, b] of this.#backfills) if (b.peer === undefined) this.#askElsewhere(owner, b);
         const own = message.vv[peerId] ?? 0;
         if (own >= (this.#vv.get(peerId) ?? 0)) this.#doneReturning(peerId);
         else if (!this.#returning.has(peerId)) {
@@ -1655,8 +1647,9 @@ export class Replicator implements MeshApplication {
     this.sweepOrphans();
     this.#wakeWaiters();
     this.#scheduleFlush();
+    // The stamp of its op `seq` when the sender knew it, else the newest of its nodes'.
     let head = message.hlc ?? '';
-    for (const n of nodes) if (n.hlc > head) head = n.hlc;
+    if (message.hlc === undefined) for (const n of nodes) if (n.hlc > head) head = n.hlc;
     const points = nodes.filter((n) => n.type === 'DataPoint' && !n.deleted).map((n) => n.id);
     this.#backfill(owner, from, seq, since, wallOf(head) ?? 0, points);
   }
@@ -1671,7 +1664,8 @@ export class Replicator implements MeshApplication {
   // at `since` it adds only those it does not hold (counted by value: one millisecond may hold
   // readings of ops before P and after it, alike). Pages come one at a time from one neighbour
   // (the owner when linked, else the snapshot's sender), so the asker sets the pace; a neighbour
-  // still fetching the owner's readings itself answers "later". A backfill cut short by a link
+  // that lacks some of them (it fetches them itself, or has not the ops) answers "later", and is
+  // asked again a second later, unless the owner is linked by then. A backfill cut short by a link
   // goes on with the next neighbour that has the ops, from the millisecond it had reached. It
   // lives in memory: one cut short by a restart leaves those readings out (the nodes are right).
 
@@ -1691,13 +1685,38 @@ export class Replicator implements MeshApplication {
       skip: 0,
       held: new Map(),
       heldAt: since,
-      peer: this.#cursors.get(owner) ? owner : from,
+      peer: this.#readingsPeer(owner, seq, from),
       ref: 0,
-      laterSince: undefined,
       timer: undefined,
     };
     this.#backfills.set(owner, b);
     this.#beginAt(b, since);
+    this.#askReadings(owner, b);
+  }
+
+  /**
+   * The neighbour to ask for `owner`'s readings of its ops up to `seq`: the owner when linked and
+   * it has them, else `rather` (the snapshot's sender, which has them), else any that has them.
+   */
+  #readingsPeer(owner: string, seq: number, rather?: string): string | undefined {
+    const has = (peer: string): boolean => (this.#cursors.get(peer)?.get(owner) ?? 0) >= seq;
+    if (has(owner)) return owner;
+    if (rather !== undefined && this.#cursors.has(rather)) return rather;
+    for (const peer of this.#cursors.keys()) if (has(peer)) return peer;
+    return undefined;
+  }
+
+  /**
+   * Asks the neighbour `#readingsPeer` picks now (else the one asked so far, while linked), or
+   * none until one that has the ops links. Another server's order of the readings of one
+   * millisecond may differ: that millisecond is begun again, less what is here already.
+   */
+  #askElsewhere(owner: string, b: Backfill): void {
+    const seq = b.tasks[b.tasks.length - 1]!.seq;
+    const still = b.peer !== undefined && this.#cursors.has(b.peer) ? b.peer : undefined;
+    const peer = this.#readingsPeer(owner, seq) ?? still;
+    if (peer !== b.peer) this.#beginAt(b, b.next);
+    b.peer = peer;
     this.#askReadings(owner, b);
   }
 
@@ -1737,11 +1756,16 @@ export class Replicator implements MeshApplication {
 
   /**
    * A page of the readings asked for: none when the node is not `owner`'s data point here, and
-   * "later" while this server fetches that owner's readings itself (it may lack some).
+   * "later" while this server lacks some of them (it has not applied the owner's ops up to the
+   * seq asked, fetches the owner's readings itself, or mends a fork of its own).
    */
   #answerReadings(peer: string, ask: Extract<LinkMessage, { t: 'rdq' }>): void {
     const { ref, owner } = ask;
-    if (this.#backfills.has(owner)) {
+    const lacking =
+      this.#backfills.has(owner) ||
+      (this.#vv.get(owner) ?? 0) < ask.seq ||
+      (owner === this.#deps.selfId && this.#fork !== undefined);
+    if (lacking) {
       this.#deps.mesh.send(peer, { t: 'rd', ref, points: [], more: false, later: true });
       return;
     }
@@ -1759,21 +1783,11 @@ export class Replicator implements MeshApplication {
     const [owner, b] = found;
     clearTimeout(b.timer);
     if (page.later) {
-      const now = this.#deps.clock.now();
-      b.laterSince ??= now;
-      if (now - b.laterSince > READINGS_TIMEOUT_MS) {
-        this.#deps.log.warn(
-          { owner, peer },
-          "a peer kept fetching an owner's readings itself: the owner's readings of that time are not all here",
-        );
-        this.#endBackfill(owner);
-        return;
-      }
-      b.timer = setTimeout(() => this.#askReadings(owner, b), READINGS_RETRY_MS);
+      // It lacks some of them itself: asked again in a while, of the owner if it is linked by then.
+      b.timer = setTimeout(() => this.#askElsewhere(owner, b), READINGS_RETRY_MS);
       b.timer.unref();
       return;
     }
-    b.laterSince = undefined;
     const { store, metrics, log } = this.#deps;
     const task = b.tasks[0]!;
     const points = page.points as Reading[];

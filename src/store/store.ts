@@ -217,14 +217,15 @@ export class Store {
       insertPoint: db.prepare('INSERT INTO series (node_id, t, value, seq) VALUES (?, ?, ?, ?)'),
       insertPointOnce: db.prepare(
         `INSERT INTO series (node_id, t, value, seq) SELECT @id, @t, @value, @seq
-         WHERE NOT EXISTS (SELECT 1 FROM series WHERE node_id = @id AND t = @t AND value = @value)`,
+         WHERE NOT EXISTS (
+           SELECT 1 FROM series WHERE node_id = @id AND t = @t AND seq IS @seq AND value = @value)`,
       ),
       readings: db.prepare<
         [string, number, number, number, number],
         { t: number; seq: number | null; value: string }
       >(
         `SELECT t, seq, value FROM series WHERE node_id = ? AND t >= ? AND t <= ?
-           AND (t < ? OR seq IS NULL OR seq <= ?) ORDER BY t, rowid`,
+           AND (t < ? OR seq <= ?) ORDER BY t, rowid`,
       ),
       valuesAt: db.prepare<[string, number, number], { value: string }>(
         'SELECT value FROM series WHERE node_id = ? AND t = ? AND (seq IS NULL OR seq <= ?)',
