@@ -4,12 +4,14 @@
  */
 
 import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { cpSync, renameSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { after, describe, test } from 'node:test';
 import type { ShoalNode } from '../../src/store/store.ts';
 import {
   api,
+  CLI,
   createNode as create,
   fullMesh,
   type PeerProcess,
@@ -592,8 +594,6 @@ describe('live events and the client stream', () => {
 
   test('the CLI lists, reads, sets, creates and deletes nodes', async () => {
     const [a] = cluster.peers as [PeerProcess];
-    const { execFile } = await import('node:child_process');
-    const { CLI } = await import('../support/cluster.ts');
     const shoal = (...args: string[]): Promise<{ code: number; out: string; err: string }> =>
       new Promise((resolve) =>
         execFile(process.execPath, [CLI, ...args, '--url', a.url, '--data', a.dataDir], (error, out, err) =>
@@ -622,6 +622,18 @@ describe('live events and the client stream', () => {
     assert.match(missing.err, /SHOAL_NOT_FOUND/);
   });
 });
+
+/** `shoal watch ARGS` against `peer`; `out()` is what it printed so far. */
+function watchCli(peer: PeerProcess, ...args: string[]): { child: ChildProcess; out: () => string } {
+  const child = spawn(process.execPath, [CLI, 'watch', '--url', peer.url, '--data', peer.dataDir, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  return { child, out: () => out };
+}
 
 describe('catching up after the log moved on', () => {
   // A tiny op log, compacted often: a peer away for a while must get snapshots.
@@ -664,15 +676,7 @@ describe('catching up after the log moved on', () => {
 
   test('shoal watch prints changes as they happen', async () => {
     const [a] = cluster.peers.filter((p) => p.alive) as [PeerProcess];
-    const { spawn } = await import('node:child_process');
-    const { CLI } = await import('../support/cluster.ts');
-    const child = spawn(process.execPath, [CLI, 'watch', '--url', a.url, '--data', a.dataDir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
+    const { child, out } = watchCli(a);
     try {
       const point = await create(a, { type: 'DataPoint', name: 'watched', meta: { unit: 'lx' } });
       // The watcher connects at its own pace: keep changing the value until it shows one.
@@ -680,10 +684,10 @@ describe('catching up after the log moved on', () => {
       await waitFor('a change on screen', async () => {
         await api(a, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: ++lux });
         await new Promise((r) => setTimeout(r, 100));
-        return /value DataPoint watched = \d+ lx {2}[0-9a-f-]{36}/.test(out);
+        return /value DataPoint watched = \d+ lx {2}[0-9a-f-]{36}/.test(out());
       });
       await api(a, 'PATCH', `/api/v1/nodes/${point.id}`, { name: 'renamed-while-watched' });
-      await waitFor('the rename on screen', () => /update DataPoint renamed-while-watched/.test(out));
+      await waitFor('the rename on screen', () => /update DataPoint renamed-while-watched/.test(out()));
     } finally {
       child.kill('SIGINT');
     }
@@ -691,15 +695,7 @@ describe('catching up after the log moved on', () => {
 
   test('shoal watch waits for a peer that restarts, and goes on with its events', async () => {
     const lone = await cluster.start({ name: 'restarting' });
-    const { spawn } = await import('node:child_process');
-    const { CLI } = await import('../support/cluster.ts');
-    const child = spawn(process.execPath, [CLI, 'watch', '--url', lone.url, '--data', lone.dataDir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
+    const { child, out } = watchCli(lone);
     let again: PeerProcess | undefined;
     try {
       await waitFor(
@@ -707,12 +703,12 @@ describe('catching up after the log moved on', () => {
         async () => sample(await lone.metrics(), 'shoal_event_clients') === 1,
       );
       await lone.kill();
-      await waitFor('the watcher waiting for the peer', () => /cannot reach .*; trying again/.test(out));
+      await waitFor('the watcher waiting for the peer', () => /cannot reach .*; trying again/.test(out()));
       again = await cluster.start({ name: 'restarting', dataDir: lone.dataDir, port: lone.port });
       const point = await create(again, { type: 'DataPoint', name: 'after-restart' });
       await waitFor('an event after the restart on screen', async () => {
         await api(again!, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: Date.now() });
-        return out.includes('DataPoint after-restart');
+        return out().includes('DataPoint after-restart');
       });
       assert.equal(child.exitCode, null, 'still watching');
     } finally {
@@ -723,8 +719,6 @@ describe('catching up after the log moved on', () => {
 
   test('shoal watch --types prints only those events, and names an unknown type', async () => {
     const [a] = cluster.peers.filter((p) => p.alive) as [PeerProcess];
-    const { execFile, spawn } = await import('node:child_process');
-    const { CLI } = await import('../support/cluster.ts');
     const common = ['--url', a.url, '--data', a.dataDir];
     const refused = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = execFile(
@@ -739,13 +733,7 @@ describe('catching up after the log moved on', () => {
     // The join below is a one-off peer event: the watcher must be connected before it.
     const clients = async (): Promise<number> => sample(await a.metrics(), 'shoal_event_clients');
     await waitFor('no event clients left from earlier tests', async () => (await clients()) === 0);
-    const child = spawn(process.execPath, [CLI, 'watch', '--types', 'peer', '--json', ...common], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
+    const { child, out } = watchCli(a, '--types', 'peer', '--json');
     try {
       await waitFor('the watcher connected', async () => (await clients()) === 1);
       const point = await create(a, { type: 'DataPoint', name: 'unwatched' });
@@ -754,12 +742,12 @@ describe('catching up after the log moved on', () => {
       try {
         await waitFor('the newcomer on screen', async () => {
           await api(a, 'PUT', `/api/v1/nodes/${point.id}/value`, { value: Date.now() });
-          return out.includes(newcomer.id);
+          return out().includes(newcomer.id);
         });
       } finally {
         await newcomer.kill();
       }
-      const types = out
+      const types = out()
         .trim()
         .split('\n')
         .map((line) => (JSON.parse(line) as { type: string }).type);
