@@ -1650,7 +1650,9 @@ export class Replicator implements MeshApplication {
     // The stamp of its op `seq` when the sender knew it, else the newest of its nodes'.
     let head = message.hlc ?? '';
     if (message.hlc === undefined) for (const n of nodes) if (n.hlc > head) head = n.hlc;
-    const points = nodes.filter((n) => n.type === 'DataPoint' && !n.deleted).map((n) => n.id);
+    // A point whose last change is the last op we had, or older, has no reading of that time.
+    const changed = (n: StoredNode): boolean => had === undefined || n.hlc > had;
+    const points = nodes.filter((n) => n.type === 'DataPoint' && !n.deleted && changed(n)).map((n) => n.id);
     this.#backfill(owner, from, seq, since, wallOf(head) ?? 0, points);
   }
 

@@ -1789,6 +1789,12 @@ describe('readings past a compacted log', () => {
         a.nodes.create({ type: 'DataPoint', name: 'sensor', meta: { kind: 'json' } }),
       );
       await c.net.resolve(a.nodes.setValue(point.id, 'before'));
+      // A point that does not change while lagging is away: nothing of it is asked for.
+      const still = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'still', meta: { kind: 'json' } }),
+      );
+      await c.net.resolve(a.nodes.setValue(still.id, 'unchanged'));
+      const asked: string[] = [];
       await c.net.settle();
       for (const other of [a, b]) c.net.disconnect(lagging.id, other.id);
       // 120 readings of about 100 bytes, written at once (in one millisecond), and pages of
@@ -1800,6 +1806,7 @@ describe('readings past a compacted log', () => {
       let fromB = 0;
       c.net.beforeDeliver = (from, _to, message) => {
         if (from === b.id && message.t === 'rd') fromB++;
+        if (message.t === 'rdq') asked.push(message.node);
       };
       c.net.connect(lagging.id, a.id);
       await c.net.runUntil(() => (c.net.stats.delivered.rd ?? 0) >= 1);
@@ -1808,6 +1815,7 @@ describe('readings past a compacted log', () => {
       c.net.connect(lagging.id, b.id);
       await c.net.settle();
       assert.ok(fromB >= 2, 'pages from b');
+      assert.ok(asked.length > 0 && asked.every((id) => id === point.id), 'only the point that changed');
       const series = lagging.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 1000);
       assert.deepEqual(
         series.map((r) => r.value),
