@@ -143,12 +143,16 @@ export interface WriteOutcome {
   seq: number;
 }
 
-/** One data point's readings to fetch: from `from` to `to` (ms), and at `to` those of ops up to `seq`. */
+/**
+ * One data point's readings to fetch: from `from` to `to` (ms), and at `to` those of ops up to
+ * `seq`; `next`: the millisecond reached before a restart.
+ */
 interface ReadingsTask {
   id: string;
   from: number;
   to: number;
   seq: number;
+  next?: number;
 }
 
 /**
@@ -166,6 +170,8 @@ interface Backfill {
   peer: string | undefined;
   /** The `ref` of the page asked for. */
   ref: number;
+  /** "Later" answers in a row from `peer`. */
+  laters: number;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -186,8 +192,9 @@ const SNAPSHOT_CHUNK = 500;
 const READINGS_PAGE = 5000;
 /** How long a backfill waits for a page before it gives up (a peer too old to know the messages). */
 const READINGS_TIMEOUT_MS = 30_000;
-/** How long a backfill told "later" waits before it asks again. */
+/** How long a backfill told "later" waits before it asks again; after how many it waits for a vector instead. */
 const READINGS_RETRY_MS = 1000;
+const READINGS_RETRIES = 30;
 const MAX_HOPS = 16;
 const GAP_REQUEST_MS = 250;
 const LAG_POLL_MS = 20;
@@ -380,6 +387,14 @@ export class Replicator implements MeshApplication {
     }
     this.#antiEntropyTimer = setInterval(() => this.#swapVectors(), this.#options.antiEntropyIntervalMs);
     this.#antiEntropyTimer.unref();
+    // Readings a snapshot before a stop could not carry, not all fetched yet: asked for once a
+    // neighbour with the ops links.
+    const kept = new Map<string, ReadingsTask[]>();
+    for (const { owner, ...task } of this.#deps.store.backfill()) {
+      if (!kept.has(owner)) kept.set(owner, []);
+      kept.get(owner)!.push(task);
+    }
+    for (const [owner, tasks] of kept) this.#backfill(owner, undefined, tasks);
   }
 
   stop(): void {
@@ -396,7 +411,7 @@ export class Replicator implements MeshApplication {
     clearTimeout(this.#routesTimer);
     for (const timer of this.#gapTimers.values()) clearTimeout(timer);
     this.#gapTimers.clear();
-    for (const owner of [...this.#backfills.keys()]) this.#endBackfill(owner);
+    for (const owner of [...this.#backfills.keys()]) this.#endBackfill(owner, true);
     for (const [rid, f] of this.#forwarded) {
       clearTimeout(f.timer);
       f.reject(new ShoalError('SHOAL_OWNER_UNREACHABLE', 'the server is shutting down'));
@@ -1633,7 +1648,20 @@ export class Replicator implements MeshApplication {
     // (or, its stamp not known, of the newest reading we hold).
     const had = store.ownerState(owner).headHlc;
     const since = (had === undefined ? undefined : wallOf(had)) ?? store.newestReading(owner) ?? 0;
-    store.transaction('NORMAL', () => store.replaceOwner(owner, seq, nodes, message.hlc));
+    // The stamp of its op `seq` when the sender knew it, else the newest of its nodes'.
+    let head = message.hlc ?? '';
+    if (message.hlc === undefined) for (const n of nodes) if (n.hlc > head) head = n.hlc;
+    const to = wallOf(head) ?? 0;
+    // A point whose last change is the last op we had, or older, has no reading of that time.
+    const changed = (n: StoredNode): boolean => had === undefined || n.hlc > had;
+    const tasks = nodes
+      .filter((n) => n.type === 'DataPoint' && !n.deleted && changed(n))
+      .map((n) => ({ id: n.id, from: since, to, seq }));
+    // The readings still to fetch are kept with the snapshot: a restart goes on with them.
+    store.transaction('NORMAL', () => {
+      store.replaceOwner(owner, seq, nodes, message.hlc);
+      store.addBackfill(owner, tasks);
+    });
     this.#vv.set(owner, seq);
     this.#ownOpsBack();
     this.#earlyCount -= this.#early.get(owner)?.size ?? 0;
@@ -1647,13 +1675,7 @@ export class Replicator implements MeshApplication {
     this.sweepOrphans();
     this.#wakeWaiters();
     this.#scheduleFlush();
-    // The stamp of its op `seq` when the sender knew it, else the newest of its nodes'.
-    let head = message.hlc ?? '';
-    if (message.hlc === undefined) for (const n of nodes) if (n.hlc > head) head = n.hlc;
-    // A point whose last change is the last op we had, or older, has no reading of that time.
-    const changed = (n: StoredNode): boolean => had === undefined || n.hlc > had;
-    const points = nodes.filter((n) => n.type === 'DataPoint' && !n.deleted && changed(n)).map((n) => n.id);
-    this.#backfill(owner, from, seq, since, wallOf(head) ?? 0, points);
+    this.#backfill(owner, from, tasks);
   }
 
   // --- Readings a snapshot could not carry ----------------------------------------------------
@@ -1668,12 +1690,11 @@ export class Replicator implements MeshApplication {
   // (the owner when linked, else the snapshot's sender), so the asker sets the pace; a neighbour
   // that lacks some of them (it fetches them itself, or has not the ops) answers "later", and is
   // asked again a second later, unless the owner is linked by then. A backfill cut short by a link
-  // goes on with the next neighbour that has the ops, from the millisecond it had reached. It
-  // lives in memory: one cut short by a restart leaves those readings out (the nodes are right).
+  // goes on with the next neighbour that has the ops, from the millisecond it had reached. What is
+  // still to fetch is stored with the snapshot and with each page, so a restart goes on with it.
 
-  /** Fetches the readings of `points` a snapshot at `seq` from `from` could not carry. */
-  #backfill(owner: string, from: string, seq: number, since: number, to: number, points: string[]): void {
-    const tasks = points.map((id) => ({ id, from: since, to, seq }));
+  /** Fetches the readings `tasks` of a snapshot from `from` (the snapshot's sender) stand for. */
+  #backfill(owner: string, from: string | undefined, tasks: ReadingsTask[]): void {
     const running = this.#backfills.get(owner);
     if (running) {
       // After the tasks of the earlier snapshot: their range ends where these begin.
@@ -1681,18 +1702,20 @@ export class Replicator implements MeshApplication {
       return;
     }
     if (tasks.length === 0) return;
+    const first = tasks[0]!;
     const b: Backfill = {
       tasks,
-      next: since,
+      next: first.from,
       skip: 0,
       held: new Map(),
-      heldAt: since,
-      peer: this.#readingsPeer(owner, seq, from),
+      heldAt: first.from,
+      peer: this.#readingsPeer(owner, tasks[tasks.length - 1]!.seq, from),
       ref: 0,
+      laters: 0,
       timer: undefined,
     };
     this.#backfills.set(owner, b);
-    this.#beginAt(b, since);
+    this.#beginAt(b, first.next ?? first.from);
     this.#askReadings(owner, b);
   }
 
@@ -1717,7 +1740,10 @@ export class Replicator implements MeshApplication {
     const seq = b.tasks[b.tasks.length - 1]!.seq;
     const still = b.peer !== undefined && this.#cursors.has(b.peer) ? b.peer : undefined;
     const peer = this.#readingsPeer(owner, seq) ?? still;
-    if (peer !== b.peer) this.#beginAt(b, b.next);
+    if (peer !== b.peer) {
+      this.#beginAt(b, b.next);
+      b.laters = 0;
+    }
     b.peer = peer;
     this.#askReadings(owner, b);
   }
@@ -1751,9 +1777,16 @@ export class Replicator implements MeshApplication {
     this.#deps.mesh.send(b.peer, { t: 'rdq', ref: b.ref, owner, node, from: b.next, skip: b.skip, to, seq });
   }
 
-  #endBackfill(owner: string): void {
+  /** Ends `owner`'s backfill: done, given up (its tasks are forgotten), or `kept` for a restart. */
+  #endBackfill(owner: string, kept = false): void {
     clearTimeout(this.#backfills.get(owner)?.timer);
     this.#backfills.delete(owner);
+    if (kept) return;
+    try {
+      this.#deps.store.transaction('NORMAL', () => this.#deps.store.clearBackfill(owner));
+    } catch (err) {
+      this.#deps.log.error({ err, owner }, 'the readings still to fetch could not be forgotten');
+    }
   }
 
   /**
@@ -1785,11 +1818,24 @@ export class Replicator implements MeshApplication {
     const [owner, b] = found;
     clearTimeout(b.timer);
     if (page.later) {
-      // It lacks some of them itself: asked again in a while, of the owner if it is linked by then.
+      // It lacks some of them itself: another neighbour that has the ops is asked at once; else
+      // this one again a second later, for half a minute, then again when a vector comes (the
+      // anti-entropy round, a link): no asking for ever of one that cannot answer.
+      const other = this.#readingsPeer(owner, b.tasks[b.tasks.length - 1]!.seq);
+      if (other !== undefined && other !== peer) {
+        this.#askElsewhere(owner, b);
+        return;
+      }
+      if (++b.laters >= READINGS_RETRIES) {
+        b.laters = 0;
+        b.peer = undefined;
+        return;
+      }
       b.timer = setTimeout(() => this.#askElsewhere(owner, b), READINGS_RETRY_MS);
       b.timer.unref();
       return;
     }
+    b.laters = 0;
     const { store, metrics, log } = this.#deps;
     const task = b.tasks[0]!;
     const points = page.points as Reading[];
@@ -1811,27 +1857,32 @@ export class Replicator implements MeshApplication {
       b.held.set(json, held - 1);
       return false;
     });
+    // On from the last reading's millisecond, when there are more.
+    const lastAt = page.more ? points[points.length - 1]?.[0] : undefined;
     try {
-      if (fresh.length > 0) store.transaction('NORMAL', () => store.addReadings(task.id, fresh));
+      // With how far the task got: a restart goes on from that millisecond.
+      store.transaction('NORMAL', () => {
+        store.addReadings(task.id, fresh);
+        store.backfillAt(owner, task, lastAt);
+      });
     } catch (err) {
       log.error({ err, owner, node: task.id }, 'readings fetched after a snapshot could not be stored');
       this.#endBackfill(owner);
       return;
     }
     metrics.readingsBackfilled.inc(fresh.length);
-    const last = points[points.length - 1];
-    if (page.more && last) {
-      // On from the last reading: past those of its millisecond taken so far.
-      const atLast = points.filter(([at]) => at === last[0]).length;
-      b.skip = last[0] === b.next ? b.skip + atLast : atLast;
-      b.next = last[0];
+    if (lastAt !== undefined) {
+      // Past those of its millisecond taken so far.
+      const atLast = points.filter(([at]) => at === lastAt).length;
+      b.skip = lastAt === b.next ? b.skip + atLast : atLast;
+      b.next = lastAt;
     } else {
       b.tasks.shift();
       if (b.tasks.length === 0) {
         this.#endBackfill(owner);
         return;
       }
-      this.#beginAt(b, b.tasks[0]!.from);
+      this.#beginAt(b, b.tasks[0]!.next ?? b.tasks[0]!.from);
     }
     this.#askReadings(owner, b);
   }

@@ -86,4 +86,17 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE series ADD COLUMN seq INTEGER;
   `,
+  // 8: the readings still to fetch after snapshots, a row per owner's data point and snapshot, in
+  // the order they are fetched (rowid): kept so that a restart goes on with them.
+  `
+  CREATE TABLE backfill (
+    owner   TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    from_t  INTEGER NOT NULL,
+    to_t    INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    next_t  INTEGER NOT NULL
+  );
+  CREATE INDEX backfill_owner ON backfill (owner, node_id);
+  `,
 ];

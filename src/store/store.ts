@@ -230,6 +230,18 @@ export class Store {
       valuesAt: db.prepare<[string, number, number], { value: string }>(
         'SELECT value FROM series WHERE node_id = ? AND t = ? AND (seq IS NULL OR seq <= ?)',
       ),
+      addBackfill: db.prepare(
+        'INSERT INTO backfill (owner, node_id, from_t, to_t, seq, next_t) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      backfill: db.prepare<
+        [],
+        { owner: string; id: string; from: number; to: number; seq: number; next: number }
+      >(
+        'SELECT owner, node_id AS id, from_t AS "from", to_t AS "to", seq, next_t AS next FROM backfill ORDER BY rowid',
+      ),
+      backfillAt: db.prepare('UPDATE backfill SET next_t = ? WHERE owner = ? AND node_id = ? AND seq = ?'),
+      backfillDone: db.prepare('DELETE FROM backfill WHERE owner = ? AND node_id = ? AND seq = ?'),
+      clearBackfill: db.prepare('DELETE FROM backfill WHERE owner = ?'),
       newestReading: db.prepare<[string], { t: number | null }>(
         'SELECT max(s.t) AS t FROM series s JOIN nodes n ON n.id = s.node_id WHERE n.owner = ?',
       ),
@@ -638,6 +650,31 @@ export class Store {
   addReadings(id: string, points: Reading[]): void {
     for (const [t, seq, value] of points)
       this.#sql.insertPoint.run(id, t, JSON.stringify(value ?? null), seq);
+  }
+
+  /**
+   * The readings still to fetch after snapshots (replicator.ts "Readings a snapshot could not
+   * carry"), in the order they are fetched: each owner's data point `id`, from `from` to `to` (ms),
+   * at `to` those of ops up to `seq`, reached `next` so far.
+   */
+  backfill(): { owner: string; id: string; from: number; to: number; seq: number; next: number }[] {
+    return this.#sql.backfill.all();
+  }
+
+  /** Adds readings to fetch (in the caller's transaction, with the snapshot they come from). */
+  addBackfill(owner: string, tasks: { id: string; from: number; to: number; seq: number }[]): void {
+    for (const t of tasks) this.#sql.addBackfill.run(owner, t.id, t.from, t.to, t.seq, t.from);
+  }
+
+  /** A backfill task reached millisecond `next`, or (`next` undefined) is done. */
+  backfillAt(owner: string, task: { id: string; seq: number }, next: number | undefined): void {
+    if (next === undefined) this.#sql.backfillDone.run(owner, task.id, task.seq);
+    else this.#sql.backfillAt.run(next, owner, task.id, task.seq);
+  }
+
+  /** Forgets every reading still to fetch of `owner`. */
+  clearBackfill(owner: string): void {
+    this.#sql.clearBackfill.run(owner);
   }
 
   /** The time of the newest reading held of `owner`'s data points. */

@@ -1836,6 +1836,34 @@ describe('readings past a compacted log', () => {
     });
   });
 
+  test('a restart in the middle of a backfill goes on with it: what is still to fetch is stored', async () => {
+    for (const crash of [false, true]) {
+      await withCluster(2, [[0, 1]], { seed: 16 }, { batchBytes: 4096 }, async (c) => {
+        const [a, lagging] = c.peers as [SimPeer, SimPeer];
+        const point = await c.net.resolve(
+          a.nodes.create({ type: 'DataPoint', name: 'sensor', meta: { kind: 'json' } }),
+        );
+        await c.net.settle();
+        c.net.disconnect(a.id, lagging.id);
+        const values = Array.from({ length: 90 }, (_, i) => `${'w'.repeat(100)}${i}`);
+        for (const v of values) await c.net.resolve(a.nodes.setValue(point.id, v));
+        await c.net.settle();
+        a.store.compactLog(0);
+        c.net.connect(a.id, lagging.id);
+        await c.net.runUntil(() => (c.net.stats.delivered.rd ?? 0) >= 1);
+        assert.ok(lagging.store.backfill().length > 0, 'kept while it runs');
+        c.restart(1, crash);
+        await c.net.settle();
+        assertSeriesConverged(c.peers, crash ? 'after a crash' : 'after a stop');
+        assert.deepEqual(
+          lagging.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 1000).map((r) => r.value),
+          values,
+        );
+        assert.deepEqual(lagging.store.backfill(), [], 'forgotten when done');
+      });
+    }
+  });
+
   test('repeated readings are all kept: one value twice in a millisecond, where the backfill begins and ends, and ops that come meanwhile', async () => {
     await withCluster(2, [[0, 1]], { seed: 14 }, {}, async (c) => {
       const [a, lagging] = c.peers as [SimPeer, SimPeer];
