@@ -192,7 +192,8 @@ const SNAPSHOT_CHUNK = 500;
 const READINGS_PAGE = 5000;
 /** How long a backfill waits for a page before it gives up (a peer too old to know the messages). */
 const READINGS_TIMEOUT_MS = 30_000;
-/** How long a backfill told "later" waits before it asks again; after how many it waits for a vector instead. */
+/** How long a backfill told "later" waits before it asks again, and how many times, before it
+ * asks only at each vector. */
 const READINGS_RETRY_MS = 1000;
 const READINGS_RETRIES = 30;
 const MAX_HOPS = 16;
@@ -394,7 +395,10 @@ export class Replicator implements MeshApplication {
       if (!kept.has(owner)) kept.set(owner, []);
       kept.get(owner)!.push(task);
     }
-    for (const [owner, tasks] of kept) this.#backfill(owner, undefined, tasks);
+    for (const [owner, tasks] of kept) {
+      if (this.#deps.retired(owner)) this.#endBackfill(owner);
+      else this.#backfill(owner, undefined, tasks);
+    }
   }
 
   stop(): void {
@@ -501,6 +505,8 @@ export class Replicator implements MeshApplication {
     // A fork is mended again when a holder of the other ops is heard of again.
     if (this.#fork?.peer === peerId) this.#fork = undefined;
     if (this.#nextFork?.peer === peerId) this.#nextFork = undefined;
+    // A snapshot half sent by it is sent again whole when the link is back.
+    for (const key of this.#incoming.keys()) if (key.endsWith(`/${peerId}`)) this.#incoming.delete(key);
     // A backfill from it goes on with the next neighbour that has the snapshots' ops (or waits
     // for one to link).
     for (const [owner, b] of this.#backfills) {
@@ -1654,9 +1660,11 @@ export class Replicator implements MeshApplication {
     const to = wallOf(head) ?? 0;
     // A point whose last change is the last op we had, or older, has no reading of that time.
     const changed = (n: StoredNode): boolean => had === undefined || n.hlc > had;
-    const tasks = nodes
-      .filter((n) => n.type === 'DataPoint' && !n.deleted && changed(n))
-      .map((n) => ({ id: n.id, from: since, to, seq }));
+    // (A node twice in the chunks, from a snapshot sent again after a link dropped, is one task.)
+    const ids = new Set(
+      nodes.filter((n) => n.type === 'DataPoint' && !n.deleted && changed(n)).map((n) => n.id),
+    );
+    const tasks = [...ids].map((id) => ({ id, from: since, to, seq }));
     // The readings still to fetch are kept with the snapshot: a restart goes on with them.
     store.transaction('NORMAL', () => {
       store.replaceOwner(owner, seq, nodes, message.hlc);
@@ -1688,8 +1696,10 @@ export class Replicator implements MeshApplication {
   // at `since` it adds only those it does not hold (counted by value: one millisecond may hold
   // readings of ops before P and after it, alike). Pages come one at a time from one neighbour
   // (the owner when linked, else the snapshot's sender), so the asker sets the pace; a neighbour
-  // that lacks some of them (it fetches them itself, or has not the ops) answers "later", and is
-  // asked again a second later, unless the owner is linked by then. A backfill cut short by a link
+  // that lacks some of them (it fetches them itself, or has not the ops) answers "later": another
+  // that has the ops is asked at once, else this one again every second for half a minute, then
+  // at each vector. Of two servers fetching the same readings from each other, the one with the
+  // lower id answers with what it has. A backfill cut short by a link
   // goes on with the next neighbour that has the ops, from the millisecond it had reached. What is
   // still to fetch is stored with the snapshot and with each page, so a restart goes on with it.
 
@@ -1740,10 +1750,7 @@ export class Replicator implements MeshApplication {
     const seq = b.tasks[b.tasks.length - 1]!.seq;
     const still = b.peer !== undefined && this.#cursors.has(b.peer) ? b.peer : undefined;
     const peer = this.#readingsPeer(owner, seq) ?? still;
-    if (peer !== b.peer) {
-      this.#beginAt(b, b.next);
-      b.laters = 0;
-    }
+    if (peer !== b.peer) this.#beginAt(b, b.next);
     b.peer = peer;
     this.#askReadings(owner, b);
   }
@@ -1777,7 +1784,7 @@ export class Replicator implements MeshApplication {
     this.#deps.mesh.send(b.peer, { t: 'rdq', ref: b.ref, owner, node, from: b.next, skip: b.skip, to, seq });
   }
 
-  /** Ends `owner`'s backfill: done, given up (its tasks are forgotten), or `kept` for a restart. */
+  /** Ends `owner`'s backfill: given up (its stored tasks are forgotten), or done or stopped (`kept`). */
   #endBackfill(owner: string, kept = false): void {
     clearTimeout(this.#backfills.get(owner)?.timer);
     this.#backfills.delete(owner);
@@ -1796,8 +1803,14 @@ export class Replicator implements MeshApplication {
    */
   #answerReadings(peer: string, ask: Extract<LinkMessage, { t: 'rdq' }>): void {
     const { ref, owner } = ask;
+    const own = this.#backfills.get(owner);
+    // Fetching readings of that point and time itself: but of two servers that wait on each other
+    // for them, the one with the lower id answers with what it has, so neither waits for ever.
+    const fetching =
+      own?.tasks.some((t) => t.id === ask.node && ask.from <= t.to && t.from <= ask.to) === true &&
+      !(own.peer === peer && this.#deps.selfId < peer);
     const lacking =
-      this.#backfills.has(owner) ||
+      fetching ||
       (this.#vv.get(owner) ?? 0) < ask.seq ||
       (owner === this.#deps.selfId && this.#fork !== undefined);
     if (lacking) {
@@ -1819,15 +1832,15 @@ export class Replicator implements MeshApplication {
     clearTimeout(b.timer);
     if (page.later) {
       // It lacks some of them itself: another neighbour that has the ops is asked at once; else
-      // this one again a second later, for half a minute, then again when a vector comes (the
-      // anti-entropy round, a link): no asking for ever of one that cannot answer.
+      // this one again every second, 30 times, then once at each vector (the anti-entropy round,
+      // a link) until a page comes: no asking for ever of one that cannot answer.
       const other = this.#readingsPeer(owner, b.tasks[b.tasks.length - 1]!.seq);
       if (other !== undefined && other !== peer) {
         this.#askElsewhere(owner, b);
         return;
       }
-      if (++b.laters >= READINGS_RETRIES) {
-        b.laters = 0;
+      if (++b.laters > READINGS_RETRIES) {
+        // Asked once more at each vector from now on, until a page comes.
         b.peer = undefined;
         return;
       }
@@ -1879,7 +1892,7 @@ export class Replicator implements MeshApplication {
     } else {
       b.tasks.shift();
       if (b.tasks.length === 0) {
-        this.#endBackfill(owner);
+        this.#endBackfill(owner, true); // Its last row went with the page.
         return;
       }
       this.#beginAt(b, b.tasks[0]!.next ?? b.tasks[0]!.from);

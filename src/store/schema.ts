@@ -95,8 +95,8 @@ export const MIGRATIONS: readonly string[] = [
     from_t  INTEGER NOT NULL,
     to_t    INTEGER NOT NULL,
     seq     INTEGER NOT NULL,
-    next_t  INTEGER NOT NULL
+    next_t  INTEGER NOT NULL,
+    UNIQUE (owner, node_id, seq)
   );
-  CREATE INDEX backfill_owner ON backfill (owner, node_id);
   `,
 ];

@@ -231,7 +231,7 @@ export class Store {
         'SELECT value FROM series WHERE node_id = ? AND t = ? AND (seq IS NULL OR seq <= ?)',
       ),
       addBackfill: db.prepare(
-        'INSERT INTO backfill (owner, node_id, from_t, to_t, seq, next_t) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT OR IGNORE INTO backfill (owner, node_id, from_t, to_t, seq, next_t) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       backfill: db.prepare<
         [],
@@ -611,6 +611,7 @@ export class Store {
     this.#sql.deleteOwnerNodes.run(owner);
     this.#sql.deleteOwnerOps.run(owner);
     this.#sql.deleteOwner.run(owner);
+    this.#sql.clearBackfill.run(owner);
     this.#owners.delete(owner);
     this.#dirtyOwners.delete(owner);
     return removed;

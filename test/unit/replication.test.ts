@@ -1932,6 +1932,36 @@ describe('readings past a compacted log', () => {
     });
   });
 
+  test('two servers fetching the same readings from each other do not wait for ever: the one with the lower id answers', async () => {
+    const chain: [number, number][] = [
+      [0, 1],
+      [1, 2],
+    ];
+    await withCluster(3, chain, { seed: 17 }, { batchBytes: 4096 }, async (c) => {
+      const [a, b, end] = c.peers as [SimPeer, SimPeer, SimPeer];
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'gone', meta: { kind: 'json' } }),
+      );
+      await c.net.settle();
+      c.net.disconnect(a.id, b.id);
+      for (let i = 0; i < 60; i++) await c.net.resolve(a.nodes.setValue(point.id, `${'v'.repeat(100)}${i}`));
+      await c.net.settle();
+      a.store.compactLog(0);
+      c.net.connect(a.id, b.id);
+      // b has its snapshot and a first page; end has its snapshot from b; then a goes.
+      await c.net.runUntil(() => (c.net.stats.delivered.rd ?? 0) >= 1 && end.store.backfill().length > 0);
+      c.net.disconnect(a.id, b.id);
+      await c.net.settle();
+      assert.deepEqual(b.store.backfill(), [], "b's backfill ended");
+      assert.deepEqual(end.store.backfill(), [], "end's backfill ended");
+      // Both hold the same readings: what b had fetched from a before it went.
+      const readings = (p: SimPeer): unknown[] =>
+        p.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 100).map((r) => r.value);
+      assert.ok(readings(b).length > 0);
+      assert.deepEqual(readings(end), readings(b));
+    });
+  });
+
   test("pages hold only the asked owner's data point readings, in the range, up to the snapshot's seq at its end, and no more than batchBytes", async () => {
     await withCluster(2, [[0, 1]], { seed: 13 }, { batchBytes: 2048 }, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
