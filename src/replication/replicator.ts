@@ -370,7 +370,14 @@ export class Replicator implements MeshApplication {
 
   start(): void {
     this.#running = true;
-    const { selfId, log } = this.#deps;
+    const { selfId, log, store, hlc } = this.#deps;
+    // Stamps never go back across a restart, even when the wall clock did (a Pi without a
+    // real-time clock starts with the time it last saved): the clock starts past every stamp held,
+    // as it was once each came (within the drift allowed).
+    for (const owner of Object.keys(store.versionVector())) {
+      const head = store.ownerState(owner).headHlc;
+      if (head !== undefined) hlc.receive(head);
+    }
     const met = [...this.#vv.keys()].some((owner) => owner !== selfId);
     if (met && this.#options.restartHoldMs > 0) {
       log.info(

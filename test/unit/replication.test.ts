@@ -1781,6 +1781,36 @@ describe('receiving ops', () => {
   });
 });
 
+describe('stamps across a restart', () => {
+  test("an owner's stamps never go back across a restart, though the wall clock is behind its last one", async () => {
+    await withCluster(2, [[0, 1]], { seed: 18 }, {}, async (c) => {
+      const [a, b] = c.peers as [SimPeer, SimPeer];
+      const point = await c.net.resolve(
+        a.nodes.create({ type: 'DataPoint', name: 'p', meta: { kind: 'json' } }),
+      );
+      await c.net.settle();
+      // A stamp from a clock 900 ms ahead: a's last op is stamped past its wall time.
+      const ahead = {
+        owner: serverId(7),
+        seq: 1,
+        hlc: encodeHlc(c.net.time.now() + 900, 0),
+        kind: 'create' as const,
+        node: { id: c.newId(), type: 'Project' as const, parent: null, name: 'ahead', meta: {} },
+      };
+      c.net.inject(b.id, a.id, { t: 'ops', ops: [ahead] });
+      await c.net.resolve(a.nodes.setValue(point.id, 1));
+      await c.net.settle();
+      c.restart(0);
+      await c.net.settle();
+      await c.net.resolve(a.nodes.setValue(point.id, 2));
+      await c.net.settle();
+      const stamps = a.store.opsAfter(a.id, 0, 100).map((op) => op.hlc);
+      assert.deepEqual([...stamps].sort(), stamps, 'in the order of their numbers');
+      assert.ok(stamps.at(-1)! > ahead.hlc, 'the last one past the stamp that came from ahead');
+    });
+  });
+});
+
 describe('readings past a compacted log', () => {
   test('come after the snapshot in pages, each once, those of one millisecond split across pages; a backfill cut short goes on with another neighbour', async () => {
     await withCluster(3, TRIANGLE, { seed: 12 }, { batchBytes: 4096 }, async (c) => {
