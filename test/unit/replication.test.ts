@@ -1781,6 +1781,46 @@ describe('receiving ops', () => {
   });
 });
 
+/**
+ * Hands `to` an op of an owner outside the cluster stamped 900 ms ahead of virtual time (within
+ * the drift allowed): `to`'s clock then stays there, and its own ops are stamped past its wall
+ * time, all in that one millisecond, as on a Pi whose clock is behind.
+ */
+function stampFromAhead(c: Cluster, from: SimPeer, to: SimPeer): Op {
+  const op: Op = {
+    owner: serverId(7),
+    seq: 1,
+    hlc: encodeHlc(c.net.time.now() + 900, 0),
+    kind: 'create',
+    node: { id: c.newId(), type: 'Project', parent: null, name: 'ahead', meta: {} },
+  };
+  c.net.inject(from.id, to.id, { t: 'ops', ops: [op] });
+  return op;
+}
+
+/** A chain a-b-end. */
+const CHAIN: [number, number][] = [
+  [0, 1],
+  [1, 2],
+];
+
+/**
+ * On a CHAIN cluster: a's data point gets 60 readings of about 100 bytes while a is cut from b,
+ * and a's log is compacted: b, and end behind it, will need a snapshot and a backfill.
+ */
+async function missedOnAChain(c: Cluster): Promise<{ a: SimPeer; b: SimPeer; end: SimPeer; point: string }> {
+  const [a, b, end] = c.peers as [SimPeer, SimPeer, SimPeer];
+  const point = await c.net.resolve(
+    a.nodes.create({ type: 'DataPoint', name: 'far', meta: { kind: 'json' } }),
+  );
+  await c.net.settle();
+  c.net.disconnect(a.id, b.id);
+  for (let i = 0; i < 60; i++) await c.net.resolve(a.nodes.setValue(point.id, `${'z'.repeat(100)}${i}`));
+  await c.net.settle();
+  a.store.compactLog(0);
+  return { a, b, end, point: point.id };
+}
+
 describe('stamps across a restart', () => {
   test("an owner's stamps never go back across a restart, though the wall clock is behind its last one", async () => {
     await withCluster(2, [[0, 1]], { seed: 18 }, {}, async (c) => {
@@ -1789,15 +1829,8 @@ describe('stamps across a restart', () => {
         a.nodes.create({ type: 'DataPoint', name: 'p', meta: { kind: 'json' } }),
       );
       await c.net.settle();
-      // A stamp from a clock 900 ms ahead: a's last op is stamped past its wall time.
-      const ahead = {
-        owner: serverId(7),
-        seq: 1,
-        hlc: encodeHlc(c.net.time.now() + 900, 0),
-        kind: 'create' as const,
-        node: { id: c.newId(), type: 'Project' as const, parent: null, name: 'ahead', meta: {} },
-      };
-      c.net.inject(b.id, a.id, { t: 'ops', ops: [ahead] });
+      // a's last op is stamped past its wall time.
+      const ahead = stampFromAhead(c, b, a);
       await c.net.resolve(a.nodes.setValue(point.id, 1));
       await c.net.settle();
       c.restart(0);
@@ -1901,16 +1934,8 @@ describe('readings past a compacted log', () => {
         a.nodes.create({ type: 'DataPoint', name: 'switch', meta: { kind: 'json' } }),
       );
       await c.net.settle();
-      // A stamp from a clock 900 ms ahead (within the drift allowed): a's wall time stays there,
-      // and every op below is stamped in that one millisecond, as on a Pi whose clock is behind.
-      const far = {
-        owner: serverId(7),
-        seq: 1,
-        hlc: encodeHlc(c.net.time.now() + 900, 0),
-        kind: 'create' as const,
-        node: { id: c.newId(), type: 'Project' as const, parent: null, name: 'far', meta: {} },
-      };
-      c.net.inject(lagging.id, a.id, { t: 'ops', ops: [far] });
+      // Every op of a below is stamped in one millisecond.
+      stampFromAhead(c, lagging, a);
       await c.net.resolve(a.nodes.setValue(point.id, 1));
       await c.net.settle();
       c.net.disconnect(a.id, lagging.id);
@@ -1935,20 +1960,8 @@ describe('readings past a compacted log', () => {
   });
 
   test('a relay still fetching the readings itself answers "later", and its neighbour gets them all after it', async () => {
-    const chain: [number, number][] = [
-      [0, 1],
-      [1, 2],
-    ];
-    await withCluster(3, chain, { seed: 15 }, { batchBytes: 4096 }, async (c) => {
-      const [a, b, end] = c.peers as [SimPeer, SimPeer, SimPeer];
-      const point = await c.net.resolve(
-        a.nodes.create({ type: 'DataPoint', name: 'far', meta: { kind: 'json' } }),
-      );
-      await c.net.settle();
-      c.net.disconnect(a.id, b.id);
-      for (let i = 0; i < 60; i++) await c.net.resolve(a.nodes.setValue(point.id, `${'z'.repeat(100)}${i}`));
-      await c.net.settle();
-      a.store.compactLog(0);
+    await withCluster(3, CHAIN, { seed: 15 }, { batchBytes: 4096 }, async (c) => {
+      const { a, b, end, point } = await missedOnAChain(c);
       let later = 0;
       c.net.beforeDeliver = (_from, to, message) => {
         if (to === end.id && message.t === 'rd' && message.later) later++;
@@ -1958,25 +1971,13 @@ describe('readings past a compacted log', () => {
       assert.ok(later > 0, 'the end of the chain was told "later"');
       assertConverged(c.peers);
       assertSeriesConverged(c.peers);
-      assert.equal(end.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 100).length, 60);
+      assert.equal(end.store.series(point, 0, Number.MAX_SAFE_INTEGER, 100).length, 60);
     });
   });
 
   test('two servers fetching the same readings from each other do not wait for ever: the one with the lower id answers', async () => {
-    const chain: [number, number][] = [
-      [0, 1],
-      [1, 2],
-    ];
-    await withCluster(3, chain, { seed: 17 }, { batchBytes: 4096 }, async (c) => {
-      const [a, b, end] = c.peers as [SimPeer, SimPeer, SimPeer];
-      const point = await c.net.resolve(
-        a.nodes.create({ type: 'DataPoint', name: 'gone', meta: { kind: 'json' } }),
-      );
-      await c.net.settle();
-      c.net.disconnect(a.id, b.id);
-      for (let i = 0; i < 60; i++) await c.net.resolve(a.nodes.setValue(point.id, `${'v'.repeat(100)}${i}`));
-      await c.net.settle();
-      a.store.compactLog(0);
+    await withCluster(3, CHAIN, { seed: 17 }, { batchBytes: 4096 }, async (c) => {
+      const { a, b, end, point } = await missedOnAChain(c);
       c.net.connect(a.id, b.id);
       // b has its snapshot and a first page; end has its snapshot from b; then a goes.
       await c.net.runUntil(() => (c.net.stats.delivered.rd ?? 0) >= 1 && end.store.backfill().length > 0);
@@ -1986,7 +1987,7 @@ describe('readings past a compacted log', () => {
       assert.deepEqual(end.store.backfill(), [], "end's backfill ended");
       // Both hold the same readings: what b had fetched from a before it went.
       const readings = (p: SimPeer): unknown[] =>
-        p.store.series(point.id, 0, Number.MAX_SAFE_INTEGER, 100).map((r) => r.value);
+        p.store.series(point, 0, Number.MAX_SAFE_INTEGER, 100).map((r) => r.value);
       assert.ok(readings(b).length > 0);
       assert.deepEqual(readings(end), readings(b));
     });
