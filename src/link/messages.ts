@@ -175,7 +175,8 @@ const ReadingsAsk = Type.Object({
 });
 /**
  * A page of them, oldest first, as [t, seq (null when not known), value]; `more` when the range
- * holds more after the last; `later` (and no points) when the sender is fetching them itself.
+ * holds more after the last; `later` (and no points) when the sender lacks some of them (it
+ * fetches them itself, or has not applied the ops up to `seq`).
  */
 const Readings = Type.Object({
   t: Type.Literal('rd'),
