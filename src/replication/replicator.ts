@@ -1726,7 +1726,7 @@ export class Replicator implements MeshApplication {
       skip: 0,
       held: new Map(),
       heldAt: first.from,
-      peer: this.#readingsPeer(owner, tasks[tasks.length - 1]!.seq, from),
+      peer: this.#readingsPeer(owner, tasks, from),
       ref: 0,
       laters: 0,
       timer: undefined,
@@ -1737,10 +1737,12 @@ export class Replicator implements MeshApplication {
   }
 
   /**
-   * The neighbour to ask for `owner`'s readings of its ops up to `seq`: the owner when linked and
-   * it has them, else `rather` (the snapshot's sender, which has them), else any that has them.
+   * The neighbour to ask for the readings of `tasks`, of `owner`'s ops up to the last task's seq:
+   * the owner when linked and it has them, else `rather` (the snapshot's sender, which has them),
+   * else any that has them.
    */
-  #readingsPeer(owner: string, seq: number, rather?: string): string | undefined {
+  #readingsPeer(owner: string, tasks: ReadingsTask[], rather?: string): string | undefined {
+    const seq = tasks[tasks.length - 1]!.seq;
     const has = (peer: string): boolean => (this.#cursors.get(peer)?.get(owner) ?? 0) >= seq;
     if (has(owner)) return owner;
     if (rather !== undefined && this.#cursors.has(rather)) return rather;
@@ -1754,9 +1756,8 @@ export class Replicator implements MeshApplication {
    * millisecond may differ: that millisecond is begun again, less what is here already.
    */
   #askElsewhere(owner: string, b: Backfill): void {
-    const seq = b.tasks[b.tasks.length - 1]!.seq;
     const still = b.peer !== undefined && this.#cursors.has(b.peer) ? b.peer : undefined;
-    const peer = this.#readingsPeer(owner, seq) ?? still;
+    const peer = this.#readingsPeer(owner, b.tasks) ?? still;
     if (peer !== b.peer) this.#beginAt(b, b.next);
     b.peer = peer;
     this.#askReadings(owner, b);
@@ -1841,7 +1842,7 @@ export class Replicator implements MeshApplication {
       // It lacks some of them itself: another neighbour that has the ops is asked at once; else
       // this one again every second, 30 times, then once at each vector (the anti-entropy round,
       // a link) until a page comes: no asking for ever of one that cannot answer.
-      const other = this.#readingsPeer(owner, b.tasks[b.tasks.length - 1]!.seq);
+      const other = this.#readingsPeer(owner, b.tasks);
       if (other !== undefined && other !== peer) {
         this.#askElsewhere(owner, b);
         return;

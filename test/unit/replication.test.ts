@@ -1798,6 +1798,11 @@ function stampFromAhead(c: Cluster, from: SimPeer, to: SimPeer): Op {
   return op;
 }
 
+/** A DataPoint of kind json owned by `peer`, made through it. */
+function jsonPoint(c: Cluster, peer: SimPeer, name: string): Promise<ShoalNode> {
+  return c.net.resolve(peer.nodes.create({ type: 'DataPoint', name, meta: { kind: 'json' } }));
+}
+
 /** A chain a-b-end. */
 const CHAIN: [number, number][] = [
   [0, 1],
@@ -1810,9 +1815,7 @@ const CHAIN: [number, number][] = [
  */
 async function missedOnAChain(c: Cluster): Promise<{ a: SimPeer; b: SimPeer; end: SimPeer; point: string }> {
   const [a, b, end] = c.peers as [SimPeer, SimPeer, SimPeer];
-  const point = await c.net.resolve(
-    a.nodes.create({ type: 'DataPoint', name: 'far', meta: { kind: 'json' } }),
-  );
+  const point = await jsonPoint(c, a, 'far');
   await c.net.settle();
   c.net.disconnect(a.id, b.id);
   for (let i = 0; i < 60; i++) await c.net.resolve(a.nodes.setValue(point.id, `${'z'.repeat(100)}${i}`));
@@ -1825,9 +1828,7 @@ describe('stamps across a restart', () => {
   test("an owner's stamps never go back across a restart, though the wall clock is behind its last one", async () => {
     await withCluster(2, [[0, 1]], { seed: 18 }, {}, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
-      const point = await c.net.resolve(
-        a.nodes.create({ type: 'DataPoint', name: 'p', meta: { kind: 'json' } }),
-      );
+      const point = await jsonPoint(c, a, 'p');
       await c.net.settle();
       // a's last op is stamped past its wall time.
       const ahead = stampFromAhead(c, b, a);
@@ -1848,14 +1849,10 @@ describe('readings past a compacted log', () => {
   test('come after the snapshot in pages, each once, those of one millisecond split across pages; a backfill cut short goes on with another neighbour', async () => {
     await withCluster(3, TRIANGLE, { seed: 12 }, { batchBytes: 4096 }, async (c) => {
       const [a, b, lagging] = c.peers as [SimPeer, SimPeer, SimPeer];
-      const point = await c.net.resolve(
-        a.nodes.create({ type: 'DataPoint', name: 'sensor', meta: { kind: 'json' } }),
-      );
+      const point = await jsonPoint(c, a, 'sensor');
       await c.net.resolve(a.nodes.setValue(point.id, 'before'));
       // A point that does not change while lagging is away: nothing of it is asked for.
-      const still = await c.net.resolve(
-        a.nodes.create({ type: 'DataPoint', name: 'still', meta: { kind: 'json' } }),
-      );
+      const still = await jsonPoint(c, a, 'still');
       await c.net.resolve(a.nodes.setValue(still.id, 'unchanged'));
       const asked: string[] = [];
       await c.net.settle();
@@ -1903,9 +1900,7 @@ describe('readings past a compacted log', () => {
     for (const crash of [false, true]) {
       await withCluster(2, [[0, 1]], { seed: 16 }, { batchBytes: 4096 }, async (c) => {
         const [a, lagging] = c.peers as [SimPeer, SimPeer];
-        const point = await c.net.resolve(
-          a.nodes.create({ type: 'DataPoint', name: 'sensor', meta: { kind: 'json' } }),
-        );
+        const point = await jsonPoint(c, a, 'sensor');
         await c.net.settle();
         c.net.disconnect(a.id, lagging.id);
         const values = Array.from({ length: 90 }, (_, i) => `${'w'.repeat(100)}${i}`);
@@ -1930,9 +1925,7 @@ describe('readings past a compacted log', () => {
   test('repeated readings are all kept: one value twice in a millisecond, where the backfill begins and ends, and ops that come meanwhile', async () => {
     await withCluster(2, [[0, 1]], { seed: 14 }, {}, async (c) => {
       const [a, lagging] = c.peers as [SimPeer, SimPeer];
-      const point = await c.net.resolve(
-        a.nodes.create({ type: 'DataPoint', name: 'switch', meta: { kind: 'json' } }),
-      );
+      const point = await jsonPoint(c, a, 'switch');
       await c.net.settle();
       // Every op of a below is stamped in one millisecond.
       stampFromAhead(c, lagging, a);
@@ -1997,9 +1990,7 @@ describe('readings past a compacted log', () => {
     await withCluster(2, [[0, 1]], { seed: 13 }, { batchBytes: 2048 }, async (c) => {
       const [a, b] = c.peers as [SimPeer, SimPeer];
       const project = await c.net.resolve(a.nodes.create({ type: 'Project', name: 'p' }));
-      const point = await c.net.resolve(
-        a.nodes.create({ type: 'DataPoint', name: 'd', meta: { kind: 'json' } }),
-      );
+      const point = await jsonPoint(c, a, 'd');
       const set = (i: number): Promise<unknown> => a.nodes.setValue(point.id, { i, pad: 'x'.repeat(80) });
       for (let i = 0; i < 40; i++) {
         // A millisecond each, but 29 and 30 are written together, in one.
